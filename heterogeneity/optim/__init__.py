@@ -1,0 +1,1 @@
+"""heterogeneity.optim"""

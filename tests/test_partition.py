@@ -1,0 +1,215 @@
+"""Tests for heterogeneity.partition against brute-force NumPy bookkeeping."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from heterogeneity import partition as hp
+from heterogeneity import tree as ht
+
+
+def transformer_like():
+    rng = np.random.default_rng(0)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    return {
+        "embed": {"embedding": f(11, 8)},
+        "layers": [
+            {
+                "attn": {n: {"kernel": f(8, 8), "bias": f(8)} for n in ("query", "key", "value", "out")},
+                "mlp": {"fc_in": {"kernel": f(8, 16), "bias": f(16)}, "fc_out": {"kernel": f(16, 8), "bias": f(8)}},
+                "norm_attn": {"scale": f(8), "bias": f(8)},
+            }
+            for _ in range(2)
+        ],
+        "final_norm": {"scale": f(8)},
+        "head": {"kernel": f(8, 3), "bias": f(3)},
+    }
+
+
+def reference_block_of_elements(p, params):
+    """Label of every scalar, computed independently with NumPy from the public pieces."""
+    labels = []
+    for path, x in ht.leaves_with_paths(params):
+        target = p.rule(path)
+        n = int(np.size(x))
+        if isinstance(target, hp.Split):
+            moved = np.moveaxis(np.arange(n).reshape(np.shape(x)), target.axis, 0)
+            part_of = np.empty(n, dtype=object)
+            for i, chunk in enumerate(np.split(moved, target.parts, axis=0)):
+                part_of[chunk.reshape(-1)] = f"{target.label}/{i}"
+            labels.extend(part_of)
+        elif isinstance(target, hp.Elementwise):
+            labels.extend(f"{target.label}[{i}]" for i in range(n))
+        else:
+            labels.extend([target] * n)
+    return np.array(labels, dtype=object)
+
+
+HEADS = hp.by_regex([(r"attn/(query|key|value)/kernel", hp.Split("heads", axis=-1, parts=2)), (r".*", "rest")])
+PARTITIONS = {
+    "leaf": lambda params: hp.by_leaf(params),
+    "role": lambda params: hp.by_role(per_layer=True),
+    "role_flat": lambda params: hp.by_role(per_layer=False, bias="with_weight"),
+    "layer": lambda params: hp.by_layer(),
+    "single": lambda params: hp.single_block(),
+    "coord": lambda params: hp.by_coordinate(),
+    "heads": lambda params: hp.by_regex([
+        (r"layers/(\d+)/attn/(query|key|value)/kernel", hp.Split(r"layers/\1/\2", axis=-1, parts=2)),
+        (r".*", "rest")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTITIONS))
+def test_block_math_matches_bruteforce(name):
+    params = transformer_like()
+    p = PARTITIONS[name](params)
+    ref = reference_block_of_elements(p, params)
+    flat = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(params)])
+    labels = p.labels(params)
+    assert set(labels) == set(ref)
+    assert p.num_blocks(params) == len(labels)
+    sizes = p.sizes(params)
+    for label in labels:
+        assert sizes[label] == int((ref == label).sum())
+    # block sums and squared norms, jitted
+    sums = jax.jit(p.block_sum)(params)
+    sq = jax.jit(p.block_sq_norms)(params)
+    for b, label in enumerate(labels):
+        np.testing.assert_allclose(sums[b], flat[ref == label].sum(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(sq[b], (flat[ref == label] ** 2).sum(), rtol=1e-5)
+    # broadcast / block_ids put each element's block value on it
+    values = jnp.arange(len(labels), dtype=jnp.float32) * 1.5
+    spread = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(p.broadcast(values, params))])
+    ids = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(p.block_ids(params))])
+    index = {label: b for b, label in enumerate(labels)}
+    expected_ids = np.array([index[label] for label in ref])
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(spread, expected_ids * 1.5)
+
+
+@pytest.mark.parametrize("name", ["leaf", "role", "heads", "coord"])
+def test_gather_scatter_roundtrip_and_mask(name):
+    params = transformer_like()
+    p = PARTITIONS[name](params)
+    ref = reference_block_of_elements(p, params)
+    flat = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(params)])
+    labels = p.labels(params)
+    for label in labels[:6] + labels[-2:]:
+        got = np.asarray(p.gather(params, label))
+        np.testing.assert_array_equal(np.sort(got), np.sort(flat[ref == label]))
+        new = -jnp.arange(got.size, dtype=jnp.float32) - 1
+        out = p.scatter(params, label, new)
+        out_flat = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(out)])
+        np.testing.assert_array_equal(out_flat[ref != label], flat[ref != label])  # others untouched
+        np.testing.assert_array_equal(np.asarray(p.gather(out, label)), np.asarray(new))  # exact inverse
+        m = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(p.mask(params, label))])
+        np.testing.assert_array_equal(m, (ref == label).astype(np.float32))
+
+
+def test_split_one_block_per_head():
+    params = {"attn": {"query": {"kernel": jnp.arange(24.0).reshape(4, 6)}}}
+    p = hp.by_regex([(r"query/kernel", hp.Split("q_head", axis=1, parts=3))])
+    assert p.labels(params) == ("q_head/0", "q_head/1", "q_head/2")
+    np.testing.assert_array_equal(p.gather(params, "q_head/1"), np.arange(24.0).reshape(4, 6)[:, 2:4].T.reshape(-1))
+    np.testing.assert_allclose(p.block_sum(params), [np.arange(24.0).reshape(4, 6)[:, 2 * i:2 * i + 2].sum()
+                                                     for i in range(3)])
+    with pytest.raises(ValueError, match="whole leaves only.*attn/query/kernel"):
+        p.optax_labels(params)
+    with pytest.raises(ValueError, match="cannot split leaf 'attn/query/kernel'"):
+        hp.by_regex([(r"kernel", hp.Split("q", axis=1, parts=4))]).layout(params)
+
+
+def test_optax_labels_drive_optax_partition():
+    params = transformer_like()
+    p = hp.by_role(per_layer=False)
+    labels = p.optax_labels(params)
+    assert jax.tree.structure(labels) == jax.tree.structure(params)
+    txs = {label: optax.sgd(0.1 if label != "query" else 0.0) for label in p.labels(params)}
+    opt = optax.partition(txs, labels)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    assert float(jnp.abs(updates["layers"][0]["attn"]["query"]["kernel"]).max()) == 0.0
+    assert float(jnp.abs(updates["layers"][0]["attn"]["key"]["kernel"]).max()) > 0.0
+
+
+def test_roles_of_transformer_paths():
+    params = transformer_like()
+    sizes = hp.by_role(per_layer=True).sizes(params)
+    expected = {"embedding", "layers/0/query", "layers/0/key", "layers/0/value", "layers/0/attn_out",
+                "layers/0/mlp_in", "layers/0/mlp_out", "layers/0/norm", "layers/0/bias", "norm", "head", "bias"}
+    assert expected <= set(sizes)
+    assert sizes["layers/0/query"] == 64 and sizes["layers/0/norm"] == 16
+    assert sizes["layers/0/bias"] == 4 * 8 + 16 + 8
+    flat = hp.by_role(per_layer=False, bias="with_weight").sizes(params)
+    assert flat["query"] == 2 * (64 + 8) and "bias" not in flat
+
+
+def test_by_layer_groups():
+    params = transformer_like()
+    # dict keys flatten in sorted order, so blocks appear as embed, final_norm, head, layers/...
+    assert hp.by_layer().labels(params) == ("embed", "final_norm", "head", "layers/0", "layers/1")
+    assert hp.by_layer(depth=1).labels(params) == ("embed", "final_norm", "head", "layers")
+    assert hp.by_layer().sizes(params)["layers/1"] == sum(
+        x.size for x in jax.tree.leaves(params["layers"][1]))
+
+
+def test_nnx_state_paths_and_partition():
+    class Net(nnx.Module):
+        def __init__(self):
+            self.layers = nnx.List([nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.Linear(4, 2, rngs=nnx.Rngs(1))])
+
+    state = nnx.state(Net(), nnx.Param)
+    assert ht.paths(state) == ("layers/0/bias", "layers/0/kernel", "layers/1/bias", "layers/1/kernel")
+    p = hp.by_layer()
+    assert p.sizes(state) == {"layers/0": 16, "layers/1": 10}
+    sq = p.block_sq_norms(state)
+    np.testing.assert_allclose(sq[0], sum(float(jnp.sum(x ** 2)) for x in jax.tree.leaves(state)[:2]), rtol=1e-6)
+
+
+def test_bad_input_names_offending_paths():
+    params = transformer_like()
+    with pytest.raises(ValueError, match=r"covers no block.*head/kernel"):
+        hp.by_regex([(r"layers", "body"), (r"embed", "emb"), (r"norm", "norm"), (r"head/bias", "hb")]).layout(params)
+    with pytest.raises(ValueError, match=r"covers no block"):
+        hp.by_role(per_layer=True).layout({"weird": {"w": jnp.ones(3)}})
+    with pytest.raises(ValueError, match=r"empty blocks.*'zero'"):
+        hp.by_regex([(r"z", "zero"), (r".*", "rest")]).layout({"a": jnp.ones(3), "z": jnp.ones((0, 4))})
+    other = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    p = hp.by_leaf(other)
+    with pytest.raises(ValueError, match=r"built for other params.*missing leaves \['b'\].*unexpected leaves \['c'\]"):
+        p.layout({"a": jnp.ones(3), "c": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"shape changed for a"):
+        p.layout({"a": jnp.ones(4), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"rules match no leaf: \['quary'\]"):
+        hp.by_regex([("quary", "q"), (".*", "rest")], strict=True).layout(params)
+    with pytest.raises(ValueError, match="unknown block label 'nope'"):
+        hp.by_leaf(other).gather(other, "nope")
+    with pytest.raises(ValueError, match="invalid pattern"):
+        hp.by_regex([("(", "x")])
+    with pytest.raises(ValueError, match=r"expects values of shape \(2,\)"):
+        hp.by_leaf(other).broadcast(jnp.ones(3), other)
+
+
+def test_layout_resolution_is_static_under_jit():
+    params = transformer_like()
+    p = hp.by_role()
+    traces = []
+
+    @jax.jit
+    def f(t):
+        traces.append(1)
+        return p.block_sq_norms(t)
+
+    f(params)
+    f(jax.tree.map(lambda x: x + 1, params))
+    assert len(traces) == 1
+    assert p.describe(params).splitlines()[-1].split()[1].replace(",", "") == str(ht.size(params))
+
+
+def test_block_sum_upcasts_bfloat16():
+    params = {"w": jnp.full((300,), 1.01, jnp.bfloat16)}
+    out = hp.single_block().block_sq_norms(params)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out[0], 300 * float(jnp.bfloat16(1.01)) ** 2, rtol=1e-5)
