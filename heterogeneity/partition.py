@@ -326,6 +326,26 @@ class Partition:
         """A pytree of int32 arrays holding the block index of every element."""
         return self.broadcast(jnp.arange(self.num_blocks(like), dtype=jnp.int32), like, dtype=jnp.int32)
 
+    def flat_block_ids(self, params: PyTree) -> np.ndarray:
+        """Block index of every coordinate of ``ravel_pytree(params)`` (static NumPy, no tracing).
+
+        This is the row/column order of a dense Hessian from `jax.hessian` on the raveled
+        parameters, so ``H[np.ix_(ids == b, ids == b)]`` is the diagonal block H_bb.
+        """
+        lay = self.layout(params)
+        out = []
+        for leaf in lay.leaves:
+            if leaf.kind == "whole":
+                out.append(np.full(leaf.numel, leaf.ids[0], dtype=np.int64))
+            elif leaf.kind == "split":
+                along = np.repeat(np.asarray(leaf.ids, np.int64), leaf.shape[leaf.axis] // len(leaf.ids))
+                view = [1] * len(leaf.shape)
+                view[leaf.axis] = leaf.shape[leaf.axis]
+                out.append(np.broadcast_to(along.reshape(view), leaf.shape).reshape(-1))
+            else:
+                out.append(np.arange(leaf.ids.start, leaf.ids.stop, dtype=np.int64))
+        return np.concatenate(out)
+
     def mask(self, like: PyTree, label: str) -> PyTree:
         """1 on block ``label``, 0 elsewhere, in ``like``'s dtypes."""
         lay = self.layout(like)
@@ -498,13 +518,15 @@ def by_role(
     These are the block types of seed 001 (Fig. 4, App. D.2). With ``per_layer`` the label is
     prefixed by the layer (``layers/3/query``), so every layer's Q is its own block; without
     it all queries form one block. ``bias="separate"`` gives biases (outside norms) their own
-    role; ``bias="with_weight"`` keeps them in their module's role. Leaves matching no role go
+    role; ``bias="with_weight"`` keeps them in their module's role. An MLP-mixer's two MLPs keep
+    separate blocks (``token_mixing/mlp_in`` vs ``channel_mixing/mlp_in``). Leaves matching no role go
     to ``default``, or raise `ValueError` naming them when ``default`` is None.
     """
     if bias not in ("separate", "with_weight"):
         raise ValueError(f"by_role: bias must be 'separate' or 'with_weight', got {bias!r}")
     roles = [(role, re.compile(p)) for role, p in ROLES]
     layer = re.compile(layer_pattern)
+    mixing = re.compile(r"(?:^|/)(\w+_mixing)/")  # MLP-mixer: token- and channel-mixing MLPs stay apart
 
     def rule(path: str):
         role = next((r for r, pat in roles if pat.search(path)), None)
@@ -514,6 +536,9 @@ def by_role(
             if default is None:
                 return None
             role = default
+        mix = mixing.search(path)
+        if mix and role in ("mlp_in", "mlp_out", "bias"):
+            role = f"{mix.group(1)}/{role}"
         m = layer.search(path) if per_layer else None
         return f"{m.group(1)}/{role}" if m else role
 

@@ -86,6 +86,7 @@ def test_block_math_matches_bruteforce(name):
     index = {label: b for b, label in enumerate(labels)}
     expected_ids = np.array([index[label] for label in ref])
     np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(p.flat_block_ids(params), expected_ids)  # ravel_pytree order
     np.testing.assert_allclose(spread, expected_ids * 1.5)
 
 
@@ -213,3 +214,12 @@ def test_block_sum_upcasts_bfloat16():
     out = hp.single_block().block_sq_norms(params)
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out[0], 300 * float(jnp.bfloat16(1.01)) ** 2, rtol=1e-5)
+
+
+def test_by_role_keeps_mixer_token_and_channel_mlps_apart():
+    mlp = {"fc_in": {"kernel": jnp.ones((4, 8)), "bias": jnp.ones(8)}, "fc_out": {"kernel": jnp.ones((8, 4))}}
+    params = {"layers": [{"token_mixing": mlp, "channel_mixing": mlp}]}
+    sizes = hp.by_role(per_layer=True).sizes(params)
+    assert sizes == {"layers/0/channel_mixing/bias": 8, "layers/0/channel_mixing/mlp_in": 32,
+                     "layers/0/channel_mixing/mlp_out": 32, "layers/0/token_mixing/bias": 8,
+                     "layers/0/token_mixing/mlp_in": 32, "layers/0/token_mixing/mlp_out": 32}
