@@ -1,0 +1,325 @@
+"""Sign methods with majority vote across workers (seed 002 §4, Algorithm 2, App. E baselines).
+
+Workers are a *named axis*. Every transform here is written for one worker and talks to the
+others through collectives over ``axis_name``, so the same code runs
+
+* under ``jax.shard_map`` over a device mesh axis (real devices, one worker each), and
+* under ``jax.vmap(step, axis_name=...)`` (workers simulated on one device),
+
+with bit-identical results (votes are exchanged as integers; every float op is per worker).
+``axis_name=None`` means a single worker (no collectives).
+
+Per step t, worker j holds its own state (momentum ``v^j``, step count, base key); nothing is
+replicated by the algorithm: under ``vmap``/``shard_map`` the state has a worker axis.
+
+1. estimator: ``v^j_t = g^j_t`` (no momentum) or, with ``beta`` (seed 002 eq. (9), paper's
+   convention: β is the weight of the *new* gradient), ``v^j_1 = g^j_1``,
+   ``v^j_t = (1 − β) v^j_{t−1} + β g^j_t``.
+2. worker compression to one bit per coordinate: ``sign`` or ``S_R`` (Definition 1).
+3. aggregation of the ±1 votes: ``communication="int8"`` psums int8 votes (int32 when more
+   than 127 workers); ``"1bit"`` packs the votes into bits (``jnp.packbits``), all-gathers
+   the packed bytes and counts them — exactly the same integer vote totals.
+4. server: ``sign`` of the total (v1, signSGD-MV, Sto-signSGD) or ``S_1`` of the mean vote (v2).
+5. every worker applies ``x ← x − η_t · server output``.
+
+Conventions (documented choices where the papers are silent):
+
+* Worker votes are always ±1, so one bit is exact. ``sign`` votes ``+1`` for positive and
+  ``−1`` for negative coordinates; an exactly zero coordinate (e.g. an unused embedding row)
+  votes ``(−1)^(j + t)`` for worker j at step t: with an even number of workers the zero
+  votes cancel exactly, with an odd number the leftover vote alternates in sign over steps,
+  so zeros cause no drift and need no randomness.
+* Ties (an even number of workers, total 0) in the server ``sign``: ``tie_break="zero"``
+  (default) gives a 0 step on that coordinate (``sign(0) = 0``, as ``torch.sign`` in
+  Bernstein et al.'s code); ``tie_break="random"`` draws a fair coin from the shared server
+  key, which keeps the downlink 1-bit and unbiased. ``S_1`` (v2) needs no tie rule.
+* ``S_R(v)`` requires ``|v| ≤ R`` (seed 002 Assumption 8, R = G); larger entries are clipped
+  to ±R (probability 0 or 1), which biases them towards ±1.
+* Randomness: the state holds one base key, identical on all workers. Step t uses
+  ``k_t = fold_in(key, t)``; worker j draws from ``fold_in(k_t, j)`` and the server from
+  ``fold_in(k_t, n)``, which every worker computes alike, so S_1 / tie coins agree everywhere.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from heterogeneity.optim._validate import (
+    check_learning_rate,
+    check_positive,
+    check_unit_interval,
+    static_int,
+)
+
+__all__ = [
+    "stochastic_sign",
+    "MajorityVoteState",
+    "scale_by_majority_vote",
+    "mv_sign_sgd",
+    "sto_sign_sgd",
+    "scale_by_mvsm",
+    "mvsm",
+]
+
+
+def as_raw_key(key: Any) -> jax.Array:
+    """A raw ``uint32[2]`` PRNG key from an int seed, a typed key or a raw key (state stays plain arrays)."""
+    if hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    arr = key if isinstance(key, jax.Array) else np.asarray(key)
+    if jnp.ndim(arr) == 0 and jnp.issubdtype(arr.dtype, jnp.integer):
+        return jax.random.PRNGKey(arr)
+    if jnp.shape(arr) == (2,) and arr.dtype == jnp.uint32:
+        return jnp.asarray(arr)
+    raise ValueError(f"key must be an int seed or a PRNG key, got shape {jnp.shape(arr)} dtype {arr.dtype}")
+
+
+def _s_r_flat(v: jax.Array, R: Any, key: jax.Array) -> jax.Array:
+    """±1 (float32) with P(+1) = (R + v)/(2R), clipped to [0, 1]."""
+    v = v.astype(jnp.promote_types(v.dtype, jnp.float32))
+    p_plus = jnp.clip((R + v) / (2 * R), 0.0, 1.0)
+    u = jax.random.uniform(key, v.shape, v.dtype)
+    return jnp.where(u < p_plus, 1.0, -1.0).astype(v.dtype)
+
+
+def stochastic_sign(v: Any, R: Any, key: jax.Array) -> Any:
+    """``S_R(v)`` of seed 002 Definition 1 (Sun et al. 2023), elementwise over a pytree.
+
+    ``[S_R(v)]_k = +1`` w.p. ``(R + v_k)/(2R)``, ``−1`` w.p. ``(R − v_k)/(2R)``, so
+    ``E[S_R(v)] = v/R`` for ``‖v‖_∞ ≤ R`` (entries beyond ±R are clipped). Outputs keep the
+    leaves' dtypes. ``P(u < p)`` with ``u`` uniform on a 2⁻²⁴ grid is exact to 2⁻²⁴.
+    """
+    check_positive("R", R)
+    leaves, treedef = jax.tree.flatten(v)
+    keys = jax.random.split(as_raw_key(key), max(len(leaves), 1))
+    out = [_s_r_flat(jnp.asarray(x), R, k).astype(jnp.result_type(x)) for x, k in zip(leaves, keys)]
+    return jax.tree.unflatten(treedef, out)
+
+
+class MajorityVoteState(NamedTuple):
+    """``count``; ``key`` (uint32[2], same on every worker); ``momentum`` (this worker's v, or ())."""
+
+    count: jax.Array
+    key: jax.Array
+    momentum: Any
+
+
+def _coin(key, shape):
+    return jnp.where(jax.random.bernoulli(key, 0.5, shape), 1, -1).astype(jnp.int32)
+
+
+def _worker_info(axis_name):
+    if axis_name is None:
+        return 1, jnp.zeros([], jnp.int32)
+    return jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name)
+
+
+def _vote_total(votes: jax.Array, axis_name, n: int, communication: str) -> jax.Array:
+    """Sum over workers of the ±1 int votes, as int32."""
+    if axis_name is None:
+        return votes.astype(jnp.int32)
+    if communication == "int8":
+        wire = jnp.int8 if n <= 127 else jnp.int32
+        return jax.lax.psum(votes.astype(wire), axis_name).astype(jnp.int32)
+    d = votes.shape[0]
+    packed = jnp.packbits(votes > 0)  # uint8[ceil(d/8)]: one bit per coordinate
+    gathered = jax.lax.all_gather(packed, axis_name)  # (n, ceil(d/8))
+    bits = jnp.unpackbits(gathered, axis=-1, count=d)  # (n, d) in {0, 1}
+    return 2 * jnp.sum(bits, axis=0, dtype=jnp.int32) - n
+
+
+def scale_by_majority_vote(
+    *,
+    axis_name: Any = None,
+    worker: Literal["sign", "stochastic"] = "sign",
+    server: Literal["sign", "stochastic"] = "sign",
+    beta: Any = None,
+    R: Any = 1.0,
+    key: Any = 0,
+    communication: Literal["int8", "1bit"] = "int8",
+    tie_break: Literal["zero", "random"] = "zero",
+) -> optax.GradientTransformation:
+    """Majority vote of one-bit worker messages (seed 002 Algorithm 2 and its baselines).
+
+    Returns the server's broadcast direction (±1/0 entries); chain with a learning rate.
+    ``worker``: ``"sign"`` (signSGD-MV) or ``"stochastic"`` (``S_R``); ``server``: ``"sign"``
+    (v1) or ``"stochastic"`` (``S_1`` of the mean vote, v2); ``beta``: per-worker momentum
+    weight of the new gradient (None: no momentum).
+    """
+    if worker not in ("sign", "stochastic"):
+        raise ValueError(f"worker must be 'sign' or 'stochastic', got {worker!r}")
+    if server not in ("sign", "stochastic"):
+        raise ValueError(f"server must be 'sign' or 'stochastic', got {server!r}")
+    if communication not in ("int8", "1bit"):
+        raise ValueError(f"communication must be 'int8' or '1bit', got {communication!r}")
+    if tie_break not in ("zero", "random"):
+        raise ValueError(f"tie_break must be 'zero' or 'random', got {tie_break!r}")
+    if beta is not None:
+        check_unit_interval("beta", beta)
+    check_positive("R", R)
+    raw_key = as_raw_key(key)
+
+    def init_fn(params):
+        momentum = optax.tree.zeros_like(params) if beta is not None else ()
+        return MajorityVoteState(count=jnp.zeros([], jnp.int32), key=raw_key, momentum=momentum)
+
+    def update_fn(updates, state, params=None):
+        del params
+        n, index = _worker_info(axis_name)
+        if beta is not None:
+            first = state.count == 0
+            momentum = jax.tree.map(
+                lambda g, v: jnp.where(first, g.astype(v.dtype), ((1 - beta) * v + beta * g).astype(v.dtype)),
+                updates,
+                state.momentum,
+            )
+            estimate = momentum
+        else:
+            momentum, estimate = (), updates
+        flat, unravel = ravel_pytree(estimate)
+        flat = flat.astype(jnp.promote_types(flat.dtype, jnp.float32))
+        step_key = jax.random.fold_in(state.key, state.count)
+        if worker == "sign":
+            # exact zeros vote by parity of (worker + step): they cancel for an even number of
+            # workers and alternate over steps for an odd one (no RNG, no drift)
+            dither = jnp.where((index + state.count) % 2 == 0, 1, -1).astype(jnp.int32)
+            votes = jnp.where(flat > 0, 1, jnp.where(flat < 0, -1, dither)).astype(jnp.int32)
+        else:
+            votes = _s_r_flat(flat, R, jax.random.fold_in(step_key, index)).astype(jnp.int32)
+        total = _vote_total(votes, axis_name, n, communication)
+        server_key = jax.random.fold_in(step_key, n)  # workers use 0..n-1; shared by all workers
+        if server == "sign":
+            out = jnp.sign(total)
+            if tie_break == "random":
+                out = jnp.where(total == 0, _coin(server_key, total.shape), out)
+            out = out.astype(flat.dtype)
+        else:
+            mean = total.astype(flat.dtype) / n
+            out = _s_r_flat(mean, 1.0, server_key)
+        direction = unravel(out)
+        direction = jax.tree.map(lambda u, g: u.astype(g.dtype), direction, updates)
+        new_state = MajorityVoteState(count=optax.safe_increment(state.count), key=state.key, momentum=momentum)
+        return direction, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def mv_sign_sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    axis_name: Any = None,
+    beta: Any = None,
+    key: Any = 0,
+    communication: Literal["int8", "1bit"] = "int8",
+    tie_break: Literal["zero", "random"] = "zero",
+) -> optax.GradientTransformationExtraArgs:
+    """signSGD with majority vote (Bernstein et al. 2018; baseline of seed 002 §5.2).
+
+    ``x ← x − η_t sign(Σ_j sign(g^j))``. With ``beta`` each worker votes with the sign of its
+    momentum (Signum-MV, Bernstein et al. 2019). Run under a named worker axis.
+    """
+    check_learning_rate(learning_rate)
+    return optax.chain(
+        scale_by_majority_vote(
+            axis_name=axis_name,
+            worker="sign",
+            server="sign",
+            beta=beta,
+            key=key,
+            communication=communication,
+            tie_break=tie_break,
+        ),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def sto_sign_sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    R: Any = 1.0,
+    axis_name: Any = None,
+    key: Any = 0,
+    communication: Literal["int8", "1bit"] = "int8",
+    tie_break: Literal["zero", "random"] = "zero",
+) -> optax.GradientTransformationExtraArgs:
+    """Sto-signSGD (Jin et al. 2021; baseline of seed 002 §5.2): ``x ← x − η_t sign(Σ_j S_R(g^j))``.
+
+    Workers send the unbiased stochastic sign ``S_R`` of their gradient (seed 002 Def. 1).
+    """
+    check_learning_rate(learning_rate)
+    return optax.chain(
+        scale_by_majority_vote(
+            axis_name=axis_name,
+            worker="stochastic",
+            server="sign",
+            R=R,
+            key=key,
+            communication=communication,
+            tie_break=tie_break,
+        ),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def scale_by_mvsm(
+    *,
+    beta: Any = 0.1,
+    version: int = 1,
+    R: Any = 1.0,
+    axis_name: Any = None,
+    key: Any = 0,
+    communication: Literal["int8", "1bit"] = "int8",
+    tie_break: Literal["zero", "random"] = "zero",
+) -> optax.GradientTransformation:
+    """MVSM direction (seed 002 Algorithm 2): v1 ``sign(1/n Σ S_R(v^j))``, v2 ``S_1(1/n Σ S_R(v^j))``."""
+    version = static_int("version", version, choices=(1, 2))
+    return scale_by_majority_vote(
+        axis_name=axis_name,
+        worker="stochastic",
+        server="sign" if version == 1 else "stochastic",
+        beta=beta,
+        R=R,
+        key=key,
+        communication=communication,
+        tie_break=tie_break,
+    )
+
+
+def mvsm(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    beta: Any = 0.1,
+    version: int = 1,
+    R: Any = 1.0,
+    axis_name: Any = None,
+    key: Any = 0,
+    communication: Literal["int8", "1bit"] = "int8",
+    tie_break: Literal["zero", "random"] = "zero",
+) -> optax.GradientTransformationExtraArgs:
+    """Majority-vote signSGD with momentum, MVSM (seed 002 Algorithm 2, §4).
+
+    Worker j: ``v^j_t = (1 − β) v^j_{t−1} + β g^j_t`` (``v^j_1 = g^j_1``), sends ``S_R(v^j_t)``
+    (``R`` is the paper's gradient bound G). Server: v1 ``sign(1/n Σ_j S_R(v^j_t))``, v2
+    ``S_1(1/n Σ_j S_R(v^j_t))``. Update ``x ← x − η_t · server output``. Seed 002 sets β = 1/2
+    in Theorems 3–4; β here weighs the new gradient (β = 1: no momentum).
+    Under ``optax.inject_hyperparams`` pass ``static_args=("version",)`` or use
+    ``heterogeneity.optim.factory("mvsm_v1")`` (``version`` changes the program).
+    """
+    check_learning_rate(learning_rate)
+    return optax.chain(
+        scale_by_mvsm(
+            beta=beta,
+            version=version,
+            R=R,
+            axis_name=axis_name,
+            key=key,
+            communication=communication,
+            tie_break=tie_break,
+        ),
+        optax.scale_by_learning_rate(learning_rate),
+    )
