@@ -1,1 +1,45 @@
-"""heterogeneity.curvature"""
+"""heterogeneity.curvature: Hessian-vector products, Lanczos, SLQ spectra and estimators.
+
+Everything is a pure, jit-able function over pytrees with an explicit PRNG key:
+
+    >>> from heterogeneity import curvature as hc, partition as hp
+    >>> mv = hc.linearized_hvp(loss_fn, params, batch)        # one linearization, many HVPs
+    >>> spec = hc.slq(mv, params, key, num_steps=100, num_probes=10)      # seed 001 Alg. 5
+    >>> dens = hc.density(spec)                                 # Gaussian-blurred density
+    >>> blocks = hc.blockwise_slq(loss_fn, params, batch, key, partition=hp.by_leaf(params))
+    >>> hc.l11_norm(mv, params, key, num_probes=50).value       # seed 003 Alg. 4
+
+A batch wrapped in `MicroBatched` (or built by `microbatch`) is averaged over its leading
+micro-batch axis inside one `lax.scan` (constant memory).
+"""
+from heterogeneity.curvature._blockwise import (
+    EigenEstimate,
+    block_packing,
+    blockwise_slq,
+    blockwise_slq_matvec,
+    blockwise_top_eigenvalue,
+    group_matvec,
+)
+from heterogeneity.curvature._dense import dense_hessian
+from heterogeneity.curvature._density import Density, density, spectral_range
+from heterogeneity.curvature._estimators import (
+    L11Estimate,
+    TraceEstimate,
+    block_l11_norms,
+    hutchinson_trace,
+    l11_norm,
+    spectral_norm,
+    top_eigenvalue,
+)
+from heterogeneity.curvature._hvp import MicroBatched, hvp, linearized_hvp, mean_loss, microbatch
+from heterogeneity.curvature._lanczos import REORTHO_MODES, LanczosResult, gauss_quadrature, lanczos, ritz, tridiagonal
+from heterogeneity.curvature._slq import Spectrum, slq
+
+__all__ = [
+    "MicroBatched", "microbatch", "hvp", "linearized_hvp", "mean_loss", "dense_hessian",
+    "LanczosResult", "lanczos", "tridiagonal", "gauss_quadrature", "ritz", "REORTHO_MODES",
+    "Spectrum", "slq", "Density", "density", "spectral_range",
+    "blockwise_slq", "blockwise_slq_matvec", "blockwise_top_eigenvalue", "block_packing", "group_matvec",
+    "EigenEstimate", "TraceEstimate", "L11Estimate",
+    "top_eigenvalue", "spectral_norm", "hutchinson_trace", "l11_norm", "block_l11_norms",
+]

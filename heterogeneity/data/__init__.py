@@ -19,7 +19,7 @@ Batching (same key, same batches):
   microbatch(batch, num_microbatches) / unmicrobatch(batch)  for averaged micro-batch HVPs.
 """
 from heterogeneity.data._arrays import Dataset, as_key, from_arrays, host_rng, split_indices
-from heterogeneity.data._batching import batches, microbatch, sample_batch, sample_split, unmicrobatch
+from heterogeneity.data._batching import MicroBatched, batches, microbatch, sample_batch, sample_split, unmicrobatch
 from heterogeneity.data._digits import load_digits
 from heterogeneity.data._synthetic import (
     TASKS as SEQUENCE_TASKS,
@@ -41,7 +41,7 @@ from heterogeneity.data._text import (
 )
 
 __all__ = [
-    "SEQUENCE_TASKS", "SHAKESPEARE_SHA256", "CharCorpus", "Dataset", "as_key", "batches", "bayes_accuracy",
+    "SEQUENCE_TASKS", "SHAKESPEARE_SHA256", "CharCorpus", "Dataset", "MicroBatched", "as_key", "batches", "bayes_accuracy",
     "corpus_from_text", "from_arrays", "host_rng", "load_digits", "load_shakespeare", "load_text", "majority_threshold",
     "microbatch", "read_text", "sample_batch", "sample_sequences", "sample_split", "sample_windows",
     "sequence_labels", "shakespeare_text", "split_indices", "synthetic_sequences", "unmicrobatch",

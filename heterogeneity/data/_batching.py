@@ -4,8 +4,9 @@ A *split* is any pytree of arrays that share a leading example axis of length N;
 is `{"x": x, "y": y}` (`Dataset.train` / `Dataset.val`). Batches are `{"x": jnp, "y": jnp}`
 dicts (or the split's own pytree structure).
 
-`microbatch` reshapes a batch of B examples into M micro-batches of B/M, the layout the
-curvature code scans over so that Hessian-vector products are *averaged* over micro-batches in
+`microbatch` (re-exported from `heterogeneity.curvature`, the one implementation) reshapes a
+batch of B examples into a `MicroBatched` of M micro-batches of B/M, the layout the curvature
+code scans over so that Hessian-vector products are *averaged* over micro-batches in
 constant memory (the zyushun/hessian-spectrum code sums them, which scales the spectrum by M;
 DESIGN.md Sec. 4, seed 001 App. C.2).
 """
@@ -17,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from heterogeneity.curvature import MicroBatched, microbatch  # noqa: F401  (re-exported by heterogeneity.data)
 
 from heterogeneity.data._arrays import as_key, host_rng
 
@@ -116,25 +119,10 @@ def batches(split: Any, batch_size: int, key: Any, *, num_steps: int | None = No
             return
 
 
-def microbatch(batch: Any, num_microbatches: int) -> Any:
-    """Reshape every leaf (B, ...) -> (M, B/M, ...), M = num_microbatches.
-
-    Micro-batch m holds examples m*B/M ... (m+1)*B/M - 1 (a contiguous, order-preserving cut), so
-    `unmicrobatch(microbatch(b, M)) == b`. Raises ValueError if B is not divisible by M or the
-    leaves disagree on B. Jit-able (shapes are static).
-    """
-    if not isinstance(num_microbatches, (int, np.integer)) or isinstance(num_microbatches, bool) \
-            or num_microbatches < 1:
-        raise ValueError(f"num_microbatches must be a positive int, got {num_microbatches!r}")
-    b = _leading_size(batch, "batch")
-    if b % num_microbatches:
-        raise ValueError(f"batch size {b} is not divisible by num_microbatches={num_microbatches}")
-    m = int(num_microbatches)
-    return jax.tree.map(lambda l: l.reshape((m, b // m) + tuple(l.shape[1:])), batch)
-
-
 def unmicrobatch(batch: Any) -> Any:
-    """Inverse of `microbatch`: every leaf (M, B/M, ...) -> (B, ...)."""
+    """Inverse of `microbatch`: a `MicroBatched` (or leaves of shape (M, B/M, ...)) -> leaves (B, ...)."""
+    if isinstance(batch, MicroBatched):
+        batch = batch.batch
     leaves = jax.tree.leaves(batch)
     if not leaves or any(np.ndim(l) < 2 for l in leaves):
         raise ValueError("unmicrobatch needs leaves of shape (M, B/M, ...)")

@@ -62,6 +62,9 @@ def test_microbatch_round_trip_and_average():
     b = hd.sample_batch(*_split().values(), 12, 0)
     b["mask"] = jnp.ones((12, 3, 2))
     mb = hd.microbatch(b, 4)
+    assert isinstance(mb, hd.MicroBatched) and mb.counts is None
+    np.testing.assert_array_equal(hd.unmicrobatch(mb)["x"], b["x"])
+    mb = mb.batch
     assert mb["x"].shape == (4, 3, 2) and mb["y"].shape == (4, 3) and mb["mask"].shape == (4, 3, 3, 2)
     np.testing.assert_array_equal(mb["y"][1], b["y"][3:6])  # contiguous, order kept
     back = hd.unmicrobatch(mb)
@@ -70,9 +73,9 @@ def test_microbatch_round_trip_and_average():
     # averaging per-micro-batch means recovers the full-batch mean (what curvature.hvp relies on)
     np.testing.assert_allclose(jnp.mean(jax.vmap(lambda m: jnp.mean(m["x"]))(mb)), jnp.mean(b["x"]), rtol=1e-6)
     jitted = jax.jit(hd.microbatch, static_argnums=1)(b, 3)
-    assert jitted["x"].shape == (3, 4, 2)
-    np.testing.assert_array_equal(hd.microbatch(b, 1)["x"][0], b["x"])
-    np.testing.assert_array_equal(hd.microbatch(b, 12)["y"][:, 0], b["y"])
+    assert jitted.batch["x"].shape == (3, 4, 2)
+    np.testing.assert_array_equal(hd.microbatch(b, 1).batch["x"][0], b["x"])
+    np.testing.assert_array_equal(hd.microbatch(b, 12).batch["y"][:, 0], b["y"])
     np_batch = {"x": np.arange(24.0).reshape(6, 4)}
     np.testing.assert_array_equal(hd.unmicrobatch(hd.microbatch(np_batch, 2))["x"], np_batch["x"])
 

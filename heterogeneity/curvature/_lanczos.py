@@ -1,0 +1,244 @@
+"""The Lanczos tridiagonalisation (seed 001 App. C.2, Algorithm 4), breakdown-safe.
+
+``lanczos(matvec, v0, num_steps)`` runs the three-term recurrence
+``β_{j+1} v_{j+1} = H v_j − α_j v_j − β_j v_{j−1}`` and returns the tridiagonal
+``T = tridiag(β, α, β)``. Two re-orthogonalisation modes:
+
+* ``"full"``: every new vector is re-orthogonalised against the stored basis
+  (preallocated ``(num_steps, d)``) by classical Gram–Schmidt done twice (CGS2). The Ritz
+  values are then those of exact arithmetic; memory ``num_steps · d``.
+* ``"none"``: the plain recurrence of Algorithm 4, basis-free (memory ``O(d)``, cost at the
+  HVP floor). Orthogonality is lost once Ritz values converge, which creates "ghost"
+  copies of converged eigenvalues; the Gauss quadrature built from ``T`` still matches the
+  spectral measure of the probe (its moments, and so its blurred density, stay accurate:
+  Paige's theory, Golub & Meurant 2010 §4), which is why this mode is the lean one for SLQ.
+
+Breakdown (``β ≈ 0``: the Krylov space is invariant, e.g. a rank-deficient matrix or a
+block smaller than ``num_steps``) never produces NaN. Following line 5 of Algorithm 4, in
+``"full"`` mode the recurrence restarts with a fresh vector orthogonal to the basis and
+``β = 0`` (``T`` becomes block diagonal, so the quadrature weights of the new block are
+exactly 0); when no such vector is left (the whole space is spanned) or in ``"none"`` mode,
+the run freezes: later ``α, β`` are 0 and ``size`` counts the valid steps. Restart vectors
+are a fixed pseudo-random hash of (index, step): deterministic, no key needed.
+
+Recurrence scalars (dot products, ``α``, ``β``, ``T``) run in ``dtype`` (e.g.
+``jnp.float64`` inside ``jax.enable_x64(True)``) while vectors keep their own dtype.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from heterogeneity.tree import ravel
+
+PyTree = Any
+
+__all__ = ["LanczosResult", "lanczos", "REORTHO_MODES"]
+
+REORTHO_MODES = ("full", "none")
+_HI = jax.lax.Precision.HIGHEST
+
+
+class LanczosResult(NamedTuple):
+    """``diag`` α (m,), ``offdiag`` β (m−1,), ``residual`` β_{m+1} (the norm of the next
+    residual, for Ritz error bounds), ``size`` the number of valid steps (int32; entries
+    past it are 0), ``basis`` the Lanczos vectors (leading axis m; None unless asked)."""
+
+    diag: jax.Array
+    offdiag: jax.Array
+    residual: jax.Array
+    size: jax.Array
+    basis: Any = None
+
+
+def _check_options(num_steps, reortho, dtype):
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    if reortho not in REORTHO_MODES:
+        raise ValueError(f"reortho must be one of {REORTHO_MODES}, got {reortho!r}")
+    if dtype is not None:
+        want = jnp.dtype(dtype)
+        if jax.dtypes.canonicalize_dtype(want) != want:
+            raise ValueError(f"dtype={want} needs 64-bit JAX: wrap the call in `with jax.enable_x64(True):`")
+
+
+def _scalar_dtype(vec_dtype, dtype):
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    return jnp.promote_types(vec_dtype, jnp.float32)
+
+
+def _restart_vector(d: int, step, dtype) -> jax.Array:
+    """A deterministic pseudo-random vector in [-1/2, 1/2]^d (integer hash of index, step)."""
+    i = jnp.arange(d, dtype=jnp.uint32)
+    h = i * jnp.uint32(2654435761) + (jnp.asarray(step).astype(jnp.uint32) + jnp.uint32(1)) * jnp.uint32(40503)
+    h = h ^ (h >> 15)
+    h = h * jnp.uint32(2246822519)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(3266489917)
+    h = h ^ (h >> 16)
+    return ((h >> 8).astype(jnp.float32) / float(1 << 24) - 0.5).astype(dtype)
+
+
+def _dot(a, b, sdt):
+    return jnp.dot(a.astype(sdt), b.astype(sdt), precision=_HI)
+
+
+def _cgs2(u, basis):
+    """Classical Gram–Schmidt twice against the rows of ``basis`` (zero rows are inert)."""
+    for _ in range(2):
+        c = jnp.dot(basis, u, precision=_HI)
+        u = u - jnp.dot(c, basis, precision=_HI)
+    return u
+
+
+def lanczos_flat(
+    matvec: Callable[[jax.Array], jax.Array],
+    v0: jax.Array,
+    num_steps: int,
+    *,
+    reortho: str = "full",
+    dtype=None,
+    tol: float | None = None,
+    return_basis: bool = False,
+    support: jax.Array | None = None,
+) -> LanczosResult:
+    """`lanczos` on 1-D vectors. ``support`` (0/1, shape (d,)) confines restart vectors to a
+    subspace (a block packed into a longer vector)."""
+    _check_options(num_steps, reortho, dtype)
+    if return_basis and reortho != "full":
+        raise ValueError("return_basis=True needs reortho='full' (the 'none' mode stores no basis)")
+    v0 = jnp.asarray(v0)
+    if v0.ndim != 1:
+        raise ValueError(f"v0 must be 1-D here, got shape {v0.shape}")
+    d, vdt, m = v0.shape[0], v0.dtype, int(num_steps)
+    sdt = _scalar_dtype(vdt, dtype)
+    tol = float(np.sqrt(np.finfo(vdt).eps)) if tol is None else float(tol)
+    full = reortho == "full"
+
+    def restart(step):
+        r = _restart_vector(d, step, vdt)
+        return r if support is None else r * support.astype(vdt)
+
+    n0 = jnp.sqrt(_dot(v0, v0, sdt))
+    bad0 = ~(n0 > 0)
+    v = jnp.where(bad0, restart(m), v0)
+    v = (v / jnp.sqrt(_dot(v, v, sdt)).astype(vdt))
+    basis = jnp.zeros((m if full else 1, d), vdt).at[0].set(v)
+
+    def step(j, state):
+        v, v_prev, beta_prev, basis, alphas, betas, size, done, scale = state
+        w = matvec(v)
+        alpha = _dot(w, v, sdt)
+        w = w - alpha.astype(vdt) * v - beta_prev.astype(vdt) * v_prev
+        nw = jnp.sqrt(_dot(w, w, sdt))
+        scale = jnp.maximum(scale, jnp.abs(alpha) + beta_prev + nw)
+        brk = nw <= tol * scale
+        if full:
+            r = restart(j)
+            u = _cgs2(jnp.where(brk, r, w), basis)
+            nu = jnp.sqrt(_dot(u, u, sdt))
+            nr = jnp.sqrt(_dot(r, r, sdt))
+            # restart exhausted (r lies in span(basis)) or everything lost to reortho: freeze
+            stop = jnp.where(brk, nu <= tol * nr, nu <= tol * scale)
+            beta = jnp.where(brk | stop, 0.0, nu).astype(sdt)
+        else:
+            u, nu = w, nw
+            stop = brk
+            beta = jnp.where(stop, 0.0, nu).astype(sdt)
+        v_next = jnp.where(stop, jnp.zeros_like(u), u / jnp.where(stop, 1.0, nu).astype(vdt))
+        live = ~done
+        alphas = alphas.at[j].set(jnp.where(live, alpha, 0.0))
+        betas = betas.at[j].set(jnp.where(live, jnp.where(j < m - 1, beta, nu), 0.0))
+        size = size + live.astype(jnp.int32)
+        new_done = done | stop
+        if full:
+            row = jnp.minimum(j + 1, m - 1)
+            new_row = jnp.where(j + 1 < m, jnp.where(new_done, jnp.zeros_like(v_next), v_next), basis[row])
+            basis = basis.at[row].set(new_row)
+        # after a freeze, feed zeros: matvec(0) = 0 keeps everything finite
+        v_prev_n = jnp.where(new_done, jnp.zeros_like(v), v)
+        v_n = jnp.where(new_done, jnp.zeros_like(v), v_next)
+        beta_prev_n = jnp.where(new_done, 0.0, beta).astype(sdt)
+        return (v_n, v_prev_n, beta_prev_n, basis, alphas, betas, size, new_done, scale)
+
+    zero = jnp.zeros((), sdt)
+    init = (v, jnp.zeros_like(v), zero, basis, jnp.zeros((m,), sdt), jnp.zeros((m,), sdt),
+            jnp.zeros((), jnp.int32), jnp.zeros((), bool), zero)
+    _, _, _, basis, alphas, betas, size, done, _ = jax.lax.fori_loop(0, m, step, init)
+    residual = jnp.where(done, 0.0, betas[m - 1]).astype(sdt)
+    return LanczosResult(alphas, betas[: m - 1], residual, size, basis if return_basis else None)
+
+
+def lanczos(
+    matvec: Callable[[PyTree], PyTree],
+    v0: PyTree,
+    num_steps: int,
+    *,
+    reortho: str = "full",
+    dtype=None,
+    tol: float | None = None,
+    return_basis: bool = False,
+) -> LanczosResult:
+    """``num_steps`` Lanczos steps on the symmetric operator ``matvec`` from ``v0``
+    (normalised here; any pytree). Seed 001 App. C.2, Algorithm 4.
+
+    Returns `LanczosResult`; ``basis`` (a pytree like ``v0`` with a leading ``num_steps``
+    axis, rows past ``size`` are 0) only with ``return_basis=True``. ``reortho``: "full"
+    (CGS2 against the stored basis) or "none" (basis-free, Algorithm 4 as printed).
+    ``dtype``: the dtype of the recurrence scalars. ``tol``: relative breakdown threshold on
+    β (default √eps of the vector dtype, relative to a running estimate of ‖H‖).
+    """
+    flat, unravel = ravel(v0)
+
+    def mv(x):
+        return ravel(matvec(unravel(x)))[0].astype(flat.dtype)
+
+    res = lanczos_flat(mv, flat, num_steps, reortho=reortho, dtype=dtype, tol=tol, return_basis=return_basis)
+    if return_basis:
+        res = res._replace(basis=jax.vmap(unravel)(res.basis))
+    return res
+
+
+def tridiagonal(res: LanczosResult) -> jax.Array:
+    """The dense ``(m, m)`` tridiagonal ``T`` of a `LanczosResult`."""
+    return jnp.diag(res.diag) + jnp.diag(res.offdiag, 1) + jnp.diag(res.offdiag, -1)
+
+
+def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Ritz values of the valid ``size × size`` block of ``T`` (ascending) with the first and
+    last components of their eigenvectors; entries past ``size`` repeat the largest valid
+    value and have zero components.
+
+    The valid block is isolated with static shapes by a sentinel above every eigenvalue on
+    the unused diagonal, so its eigenpairs sort last.
+    """
+    a, b, size = res.diag, res.offdiag, res.size
+    m = a.shape[0]
+    idx = jnp.arange(m)
+    valid = idx < size
+    bound = jnp.max(jnp.abs(a)) + (2.0 * jnp.max(jnp.abs(b)) if m > 1 else 0.0)
+    sentinel = jnp.where(bound > 0, 3.0 * bound, 1.0)
+    diag = jnp.where(valid, a, sentinel)
+    off = jnp.where(idx[1:] < size, b, 0.0)
+    t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    evals, evecs = jnp.linalg.eigh(t)
+    first = jnp.where(valid, evecs[0], 0.0)
+    last = jnp.where(valid, evecs[jnp.maximum(size - 1, 0)], 0.0)
+    top = evals[jnp.maximum(size - 1, 0)]
+    return jnp.where(valid, evals, top), first, last
+
+
+def gauss_quadrature(res: LanczosResult) -> tuple[jax.Array, jax.Array]:
+    """Nodes and weights of the Gauss quadrature of ``T`` (seed 001 Theorem 3).
+
+    Nodes are the eigenvalues of the valid block of ``T`` (ascending), weights the squared
+    first components of its eigenvectors (summing to 1). Entries past ``size`` get weight 0
+    and repeat the largest valid node, so ranges and moments are unaffected.
+    """
+    nodes, first, _ = ritz(res)
+    w = first**2
+    return nodes, w / jnp.sum(w)

@@ -1,0 +1,411 @@
+"""ℓ∞ geometry of the loss landscape and Φ-smoothness (seed 003 §3, Definition 3.9, Table 1).
+
+Seed 003 explains Adam's advantage over AdaSGD (rotation-invariant, one adaptive scalar)
+by comparing the smoothness constants of their partitions Φ:
+
+* Φ_AdaSGD (one block):   H(L, Φ_AdaSGD) = d · sup_x ‖∇²L(x)‖₂            (exact, §3.3)
+* Φ_Adam (every coordinate): H(L, Φ_Adam) ≤ sup_x ‖∇²L(x)‖_{1,1}           (the surrogate)
+* Φ blockwise (Algorithm 3): H(L, Φ) of Definition 3.9, between the two.
+
+Table 1 reports ‖H‖_{1,1}/d against ‖H‖₂: Adam is faster when ‖H‖_{1,1}/d ≪ ‖H‖₂.
+`linf_geometry` gives these numbers for a dense Hessian, `blockwise_linf_geometry`
+the same per diagonal block.
+
+Definition 3.9 (read with the paper's remark and Lemma C.3): a diagonal A *follows* Φ if
+it is constant on each block (A = diag(a_b on block b)); it *dominates* |∇²L(x)| if
+−A ⪯ ∇²L(x) ⪯ A; and H(L, Φ) = min Tr(A) = min Σ_b d_b a_b over such A dominating the
+Hessian at every x. `phi_smoothness` solves this semidefinite program exactly (log-det
+barrier interior-point method, float64, host NumPy) for one dense Hessian — the local
+value at x, which is the exact H(L, Φ) for a quadratic — or for a stack of Hessians
+(points along a trajectory; a lower bound of the supremum over all x).
+
+For models too large for a dense Hessian, `phi_smoothness_bounds` brackets the local
+value from blockwise estimates (all with a per-x caveat: Definition 3.9 takes sup_x):
+
+* lower  Σ_b d_b ‖H_bb‖₂ — any dominating A has a_b ≥ ‖H_bb‖₂ (principal sub-blocks);
+  exact when the Hessian is block-diagonal over Φ (seed 000 Assumption 4.3, seed 001 §2.3);
+  for Φ_Adam this is Σ_i |H_ii|, for Φ_AdaSGD it is d‖H‖₂ (exact).
+* upper  Σ_{b,b'} √(d_b d_b') ‖H_bb'‖₂ — from |Δᵀ H Δ| ≤ Σ ‖H_bb'‖ ‖Δ_b‖‖Δ_b'‖ and AM–GM
+  (the block form of Lemma C.3); for Φ_Adam it is ‖H‖_{1,1}, for Φ_AdaSGD d‖H‖₂.
+  Alternatively, from row ℓ1 sums r_i = Σ_j |H_ij| (the Cauchy sketch of seed 003
+  Algorithm 4 estimates them): diag(r) dominates H (Gershgorin), so a_b = max_{i∈b} r_i
+  is feasible and Σ_b d_b max_{i∈b} r_i is an upper bound.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from heterogeneity import curvature as hc
+from heterogeneity import partition as hp
+from heterogeneity.metrics._lambda import block_hessian_norms
+
+PyTree = Any
+
+__all__ = [
+    "LinfGeometry",
+    "BlockLinfGeometry",
+    "PhiSmoothness",
+    "PhiSmoothnessBounds",
+    "linf_geometry",
+    "blockwise_linf_geometry",
+    "block_norm_matrix",
+    "phi_smoothness",
+    "phi_smoothness_bounds",
+    "LinfReport",
+    "dense_linf_report",
+    "estimate_linf_report",
+]
+
+
+class LinfGeometry(NamedTuple):
+    l11: jax.Array  # () ‖H‖_{1,1} = Σ_ij |H_ij|
+    spectral: jax.Array  # () ‖H‖₂ = max |eigenvalue|
+    dim: jax.Array  # () d
+    l11_over_d: jax.Array  # () ‖H‖_{1,1} / d            (seed 003 Table 1 column)
+    d_spectral: jax.Array  # () d ‖H‖₂ = H(L, Φ_AdaSGD) at this point
+    ratio: jax.Array  # () ‖H‖_{1,1} / (d ‖H‖₂): < 1 favours Adam over AdaSGD
+
+
+class BlockLinfGeometry(NamedTuple):
+    l11: jax.Array  # (B,) ‖H_bb‖_{1,1}
+    spectral: jax.Array  # (B,) ‖H_bb‖₂
+    sizes: jax.Array  # (B,) d_b
+    l11_over_d: jax.Array  # (B,)
+    d_spectral: jax.Array  # (B,)
+    ratio: jax.Array  # (B,)
+    labels: tuple[str, ...]
+
+
+class PhiSmoothness(NamedTuple):
+    value: float  # H(L, Φ) at the given Hessian(s): min Σ_b d_b a_b (Definition 3.9)
+    gap: float  # certified duality gap: the optimum lies in [value − gap, value]
+    a: np.ndarray  # (B,) optimal per-block diagonal a_b
+    sizes: np.ndarray  # (B,) d_b
+    lower: float  # Σ_b d_b max_k ‖H_bb^{(k)}‖₂
+    upper: float  # Σ_{b,b'} √(d_b d_b') max_k ‖H_bb'^{(k)}‖₂ (a feasible point)
+
+
+class PhiSmoothnessBounds(NamedTuple):
+    lower: jax.Array  # () Σ_b d_b ‖H_bb‖₂
+    upper: jax.Array  # () upper bound (NaN if neither block_norms nor row_l1 is given)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_hessian(h, name="hessian") -> jax.Array:
+    h = jnp.asarray(h)
+    if h.ndim != 2 or h.shape[0] != h.shape[1] or h.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square (d, d) matrix, got shape {h.shape}")
+    return h
+
+
+def _check_ids(block_ids, d: int) -> tuple[np.ndarray, int]:
+    ids = np.asarray(block_ids, dtype=np.int64).reshape(-1)
+    if ids.shape != (d,):
+        raise ValueError(f"block_ids must have one entry per coordinate ({d}), got shape {ids.shape}")
+    num = int(ids.max()) + 1 if ids.size else 0
+    if ids.min() < 0 or len(np.unique(ids)) != num:
+        raise ValueError(f"block_ids must be 0..B-1 with every block non-empty, got values {np.unique(ids)[:20]}")
+    return ids, num
+
+
+def _spectral(h: jax.Array) -> jax.Array:
+    return jnp.max(jnp.abs(jnp.linalg.eigvalsh(h)))
+
+
+def _geometry(l11, spec, d) -> tuple:
+    dspec = d * spec
+    ratio = jnp.where(dspec > 0, l11 / jnp.where(dspec > 0, dspec, 1), jnp.nan)
+    return l11 / d, dspec, ratio
+
+
+# ----------------------------------------------------------------------------- dense
+def linf_geometry(hessian: jax.Array, *, spectral: float | jax.Array | None = None) -> LinfGeometry:
+    """(1,1)-norm / d, d·‖H‖₂ and their ratio for a dense symmetric Hessian (seed 003 Table 1).
+
+    ``spectral``: a known or estimated ‖H‖₂ (e.g. `curvature.spectral_norm`) to skip the
+    O(d³) dense eigendecomposition; the (1,1)-norm is always computed exactly (O(d²)).
+    """
+    h = _check_hessian(hessian)
+    d = jnp.asarray(h.shape[0], jnp.result_type(h, jnp.float32))
+    l11 = jnp.sum(jnp.abs(h))
+    spec = _spectral(h) if spectral is None else jnp.abs(jnp.asarray(spectral, l11.dtype))
+    return LinfGeometry(l11, spec, d, *_geometry(l11, spec, d))
+
+
+def _blocks(ids: np.ndarray, num: int) -> list[np.ndarray]:
+    return [np.flatnonzero(ids == b) for b in range(num)]
+
+
+@jax.jit
+def _masked_block_geometry(h, masks):
+    """(1,1)-norm and ‖·‖₂ of every diagonal block, as masked (d, d) matrices (one program)."""
+
+    def one(m):
+        hb = h * m[:, None] * m[None, :]  # H_bb padded with zeros: same nonzero spectrum
+        return jnp.sum(jnp.abs(hb)), jnp.max(jnp.abs(jnp.linalg.eigvalsh(hb)))
+
+    return jax.vmap(one)(masks)
+
+
+@jax.jit
+def _masked_block_norms(h, masks):
+    def one(mi, mj):
+        return jnp.linalg.svd(h * mi[:, None] * mj[None, :], compute_uv=False)[0]
+
+    return jax.vmap(lambda mi: jax.vmap(lambda mj: one(mi, mj))(masks))(masks)
+
+
+def _masks(ids: np.ndarray, num: int, dtype) -> jax.Array:
+    return jnp.asarray(ids[None, :] == np.arange(num)[:, None], dtype)
+
+
+def blockwise_linf_geometry(
+    hessian: jax.Array, block_ids: np.ndarray | Sequence[int], *, labels: Sequence[str] | None = None
+) -> BlockLinfGeometry:
+    """`linf_geometry` of every diagonal block H_bb (``block_ids``: (d,) ints, e.g. `Partition.flat_block_ids`).
+
+    All blocks are processed by one compiled program on zero-padded (d, d) copies, so it
+    suits the small dense Hessians this module is for (cost B·d³).
+    """
+    h = _check_hessian(hessian)
+    ids, num = _check_ids(block_ids, h.shape[0])
+    labels = tuple(str(i) for i in range(num)) if labels is None else tuple(labels)
+    if len(labels) != num:
+        raise ValueError(f"labels: expected {num} labels, got {len(labels)}")
+    l11, spec = _masked_block_geometry(h, _masks(ids, num, h.dtype))
+    sizes = jnp.asarray(np.bincount(ids, minlength=num), l11.dtype)
+    return BlockLinfGeometry(l11, spec, sizes, *_geometry(l11, spec, sizes), labels)
+
+
+def block_norm_matrix(hessian: jax.Array, block_ids: np.ndarray | Sequence[int]) -> jax.Array:
+    """(B, B) matrix of block operator norms ‖H_bb'‖₂ (largest singular value) of a dense Hessian."""
+    h = _check_hessian(hessian)
+    ids, num = _check_ids(block_ids, h.shape[0])
+    return _masked_block_norms(h, _masks(ids, num, h.dtype))
+
+
+def phi_smoothness_bounds(
+    diag_block_norms: jax.Array,
+    sizes: jax.Array,
+    *,
+    block_norms: jax.Array | None = None,
+    row_l1: jax.Array | None = None,
+    block_ids: np.ndarray | Sequence[int] | None = None,
+) -> PhiSmoothnessBounds:
+    """Bracket H(L, Φ) at one point from blockwise estimates (see the module docstring).
+
+    ``diag_block_norms``: (B,) ‖H_bb‖₂ (e.g. blockwise top |eigenvalue| by Lanczos);
+    ``sizes``: (B,) d_b. Upper bound from ``block_norms`` (B, B) = ‖H_bb'‖₂ if given, else
+    from ``row_l1`` (d,) row sums Σ_j |H_ij| with ``block_ids`` (d,). Lower is exact for a
+    block-diagonal Hessian.
+    """
+    n = jnp.abs(jnp.asarray(diag_block_norms))
+    s = jnp.asarray(sizes, n.dtype)
+    if n.shape != s.shape or n.ndim != 1:
+        raise ValueError(f"diag_block_norms and sizes must both be (B,), got {n.shape} and {s.shape}")
+    lower = jnp.sum(s * n)
+    if block_norms is not None:
+        m = jnp.asarray(block_norms)
+        if m.shape != (n.shape[0],) * 2:
+            raise ValueError(f"block_norms must be ({n.shape[0]}, {n.shape[0]}), got {m.shape}")
+        r = jnp.sqrt(s)
+        upper = jnp.sum(r[:, None] * r[None, :] * jnp.abs(m))
+    elif row_l1 is not None:
+        if block_ids is None:
+            raise ValueError("phi_smoothness_bounds: row_l1 needs block_ids (which block each row belongs to)")
+        r1 = jnp.asarray(row_l1)
+        ids, num = _check_ids(block_ids, r1.shape[0])
+        if num != n.shape[0]:
+            raise ValueError(f"block_ids name {num} blocks but diag_block_norms has {n.shape[0]}")
+        upper = jnp.sum(s * jax.ops.segment_max(r1, jnp.asarray(ids), num_segments=num))
+    else:
+        upper = jnp.asarray(jnp.nan, lower.dtype)
+    return PhiSmoothnessBounds(lower, upper)
+
+
+class LinfReport(NamedTuple):
+    geometry: LinfGeometry  # whole-Hessian (1,1)-norm / spectral geometry
+    blocks: BlockLinfGeometry  # the same per diagonal block of the partition
+    adam: PhiSmoothnessBounds  # H(L, Φ_Adam) bracket (exact: lower = value − gap, upper = value)
+    blockwise: PhiSmoothnessBounds  # H(L, Φ) for the given partition
+    adasgd: PhiSmoothnessBounds  # H(L, Φ_AdaSGD) = d‖H‖₂
+
+
+# ----------------------------------------------------------------------------- exact SDP
+def _partition_ids(partition, d: int) -> np.ndarray:
+    if isinstance(partition, str):
+        if partition == "adam":
+            return np.arange(d)
+        if partition == "adasgd":
+            return np.zeros(d, np.int64)
+        raise ValueError(f"phi_smoothness: partition must be 'adam', 'adasgd' or (d,) block ids, got {partition!r}")
+    return np.asarray(partition, np.int64)
+
+
+def phi_smoothness(
+    hessian: np.ndarray | jax.Array,
+    partition: str | np.ndarray | Sequence[int] = "adam",
+    *,
+    rtol: float = 1e-9,
+    max_newton: int = 200,
+) -> PhiSmoothness:
+    """Exact Φ-smoothness H(L, Φ) of seed 003 Definition 3.9 at given dense Hessian(s).
+
+    Solves ``min Σ_b d_b a_b  s.t.  A ± H_k ⪰ 0 for every k``, A = diag(a_{Φ(i)}), by a
+    log-det barrier interior-point method (Newton with backtracking, float64 NumPy on the
+    host; for small d). ``hessian``: (d, d), or (n, d, d) for points along a trajectory
+    (their common dominating A: a lower bound of the sup over all x). ``partition``:
+    ``"adam"`` (every coordinate a block), ``"adasgd"`` (one block) or (d,) block ids
+    (`Partition.flat_block_ids`). The returned value is certified to within ``gap`` ≤ rtol·value
+    (barrier duality gap 2nd/t). Not jit-able (host solver).
+    """
+    hs = np.asarray(hessian, dtype=np.float64)
+    if hs.ndim == 2:
+        hs = hs[None]
+    if hs.ndim != 3 or hs.shape[1] != hs.shape[2] or hs.shape[1] == 0:
+        raise ValueError(f"phi_smoothness: hessian must be (d, d) or (n, d, d), got {np.shape(hessian)}")
+    hs = 0.5 * (hs + np.swapaxes(hs, 1, 2))
+    n_pts, d, _ = hs.shape
+    ids, num = _check_ids(_partition_ids(partition, d), d)
+    E = np.zeros((d, num))
+    E[np.arange(d), ids] = 1.0
+    sizes = E.sum(0)
+    idx = _blocks(ids, num)
+    if num == d:  # one coordinate per block (Adam): block norms are |H_ij| in block order
+        order = np.argsort(ids)
+        bnorm = np.max(np.abs(hs[:, order][:, :, order]), axis=0)
+    else:
+        bnorm = np.max([[[np.linalg.norm(h[np.ix_(i, j)], 2) for j in idx] for i in idx] for h in hs], axis=0)
+    lower = float(np.sum(sizes * np.diag(bnorm)))
+    r = np.sqrt(sizes)
+    upper_a = (bnorm * r[None, :]).sum(1) / r  # feasible a_b = Σ_b' √(d_b'/d_b) ‖H_bb'‖₂
+    upper = float(np.sum(sizes * upper_a))
+    scale = max(float(np.max(np.abs(np.linalg.eigvalsh(hs)))), 0.0)
+    if scale == 0.0:
+        return PhiSmoothness(0.0, 0.0, np.zeros(num), sizes, 0.0, 0.0)
+    mats = np.concatenate([hs, -hs])  # constraints A - M ⪰ 0 for M in ±H_k
+    m_barrier = mats.shape[0] * d
+
+    def chol_all(a):
+        A = np.diag(E @ a)
+        out = []
+        for M in mats:
+            try:
+                out.append(np.linalg.cholesky(A - M))
+            except np.linalg.LinAlgError:
+                return None
+        return out
+
+    def f(a, t, chols):
+        return t * sizes @ a - sum(2 * np.sum(np.log(np.diag(L))) for L in chols)
+
+    a = upper_a + 1e-2 * scale + 1e-3 * np.abs(upper_a)
+    chols = chol_all(a)
+    t = m_barrier / max(sizes @ a, 1e-300)
+    for _ in range(100):  # t grows 20x per round: 100 rounds is far beyond any rtol
+        for _ in range(max_newton):
+            invs = [np.linalg.inv(L) for L in chols]
+            invs = [Li.T @ Li for Li in invs]  # (A - M)^{-1}
+            grad = t * sizes - sum(E.T @ np.diag(S) for S in invs)
+            hess = sum(E.T @ (S * S) @ E for S in invs)
+            step = -np.linalg.solve(hess + 1e-300 * np.eye(num), grad)
+            dec = -grad @ step
+            if dec / 2 <= 1e-12:
+                break
+            f0, s = f(a, t, chols), 1.0
+            while True:
+                trial = a + s * step
+                c = chol_all(trial)
+                if c is not None and f(trial, t, c) <= f0 - 0.25 * s * dec:
+                    a, chols = trial, c
+                    break
+                s *= 0.5
+                if s < 1e-16:
+                    break
+            if s < 1e-16:
+                break
+        value = float(sizes @ a)
+        gap = m_barrier / t
+        if gap <= rtol * value + 1e-15 * scale * d:
+            return PhiSmoothness(value, gap, a, sizes, lower, upper)
+        t *= 20.0
+    raise RuntimeError(f"phi_smoothness: barrier method did not reach rtol={rtol} (value {value}, gap {gap})")
+
+
+# ----------------------------------------------------------------------------- reports
+def _bracket(res: PhiSmoothness) -> PhiSmoothnessBounds:
+    return PhiSmoothnessBounds(jnp.asarray(res.value - res.gap), jnp.asarray(res.value))
+
+
+def dense_linf_report(loss_fn, params: PyTree, batch: PyTree, *, partition: hp.Partition) -> LinfReport:
+    """Exact ℓ∞ geometry and Φ-smoothness at ``params`` from the dense Hessian (small models only).
+
+    `curvature.dense_hessian` (float64 if enabled), `linf_geometry`, `blockwise_linf_geometry`
+    and the exact SDP `phi_smoothness` for Φ_Adam, ``partition`` and Φ_AdaSGD. The SDP is a
+    host solver with B×B Newton systems: meant for d up to a few hundred.
+    """
+    h = hc.dense_hessian(loss_fn, params, batch)
+    ids, labels = partition.flat_block_ids(params), partition.labels(params)
+    hn = np.asarray(h, np.float64)
+    return LinfReport(linf_geometry(h), blockwise_linf_geometry(h, ids, labels=labels),
+                      _bracket(phi_smoothness(hn, "adam")), _bracket(phi_smoothness(hn, ids)),
+                      _bracket(phi_smoothness(hn, "adasgd")))
+
+
+def estimate_linf_report(
+    loss_fn,
+    params: PyTree,
+    batch: PyTree,
+    key: jax.Array,
+    *,
+    partition: hp.Partition,
+    num_probes: int = 50,
+    num_steps: int = 30,
+) -> LinfReport:
+    """Matrix-free ℓ∞ geometry and Φ-smoothness brackets at ``params`` (seed 003 App. D.3).
+
+    Estimators (all from `heterogeneity.curvature`, HVPs only):
+
+    * ‖H‖_{1,1} and its row sums r_i = Σ_k |H_ik|: Cauchy sketch, ``num_probes`` HVPs
+      (seed 003 Algorithm 4, `curvature.l11_norm`); ‖H‖₂: Lanczos (`curvature.spectral_norm`);
+    * per block: ‖H_bb‖₂ by blockwise Lanczos (`metrics.block_hessian_norms`) and
+      ‖H_bb‖_{1,1} by block-confined Cauchy probes (`curvature.block_l11_norms(diagonal=True)`).
+
+    Φ brackets (see the module docstring): Φ_Adam: upper = ‖H‖_{1,1} (seed 003's
+    surrogate; lower not estimated, NaN); ``partition``: lower Σ_b d_b ‖H_bb‖₂ (exact for
+    block-diagonal H), upper Σ_b d_b max_{i∈b} r_i; Φ_AdaSGD: d·‖H‖₂ (both ends). The
+    brackets are local (at ``params``) and inherit the estimators' randomness: the Cauchy
+    median has relative error ≈ (π/2)/√num_probes per row.
+    """
+    labels = partition.labels(params)
+    ids = partition.flat_block_ids(params)
+    sizes_np = np.asarray(partition.layout(params).sizes, np.float64)
+
+    def run(params, batch, key):  # one compiled program for all estimators
+        k_l11, k_spec, k_blocks, k_bl11 = jax.random.split(key, 4)
+        matvec = hc.linearized_hvp(loss_fn, params, batch)
+        l11 = hc.l11_norm(matvec, params, k_l11, num_probes=num_probes)
+        spec = hc.spectral_norm(matvec, params, k_spec, num_steps=num_steps).value
+        rows, _ = ravel_pytree(l11.row_sums)
+        norms = block_hessian_norms(loss_fn, params, batch, k_blocks, partition=partition, num_steps=num_steps)
+        bl11 = hc.block_l11_norms(matvec, params, k_bl11, partition=partition, num_probes=num_probes, diagonal=True)
+        return l11.value, spec, rows, norms, bl11
+
+    l11_value, spec, rows, norms, bl11 = jax.jit(run)(params, batch, key)
+    dt = jnp.result_type(rows, jnp.float32)
+    l11_value, spec = jnp.asarray(l11_value, dt), jnp.asarray(spec, dt)
+    dim = jnp.asarray(rows.shape[0], dt)
+    geometry = LinfGeometry(l11_value, spec, dim, *_geometry(l11_value, spec, dim))
+    bspec = jnp.stack([norms[label] for label in labels]).astype(dt)
+    bl = jnp.stack([bl11[label] for label in labels]).astype(dt)
+    sizes = jnp.asarray(sizes_np, dt)
+    blocks = BlockLinfGeometry(bl, bspec, sizes, *_geometry(bl, bspec, sizes), labels)
+    blockwise = phi_smoothness_bounds(bspec, sizes, row_l1=rows, block_ids=ids)
+    nan = jnp.asarray(jnp.nan, dt)
+    return LinfReport(geometry, blocks, PhiSmoothnessBounds(nan, l11_value), blockwise,
+                      PhiSmoothnessBounds(dim * spec, dim * spec))

@@ -1,0 +1,174 @@
+"""Weighted Hessian norms Λ_G and Λ_P (seed 000 Definition 4.5) and their trajectory version.
+
+    Λ_G(θ) = Σ_b (‖[∇L(θ)]_b‖₂² / ‖∇L(θ)‖₂²) ‖[∇²L(θ)]_b‖₂,
+    Λ_P(θ) = Σ_b (P_b / P) ‖[∇²L(θ)]_b‖₂.
+
+Definition 4.5 takes the supremum over the fine-tuning region (Λ_G over points with a
+nonzero gradient). At one point these are the weighted averages above; seed 000 App. D.9
+(Table S.9) approximates the supremum by the maximum over the iterates of a run
+(`weighted_hessian_norms_trajectory`). Gradient-weighted Λ_G is large when large-gradient
+blocks also have large curvature (gradient–Hessian correlation, Fig. 1), which is what
+slows SGD (Theorem 4.7); sign-based methods see Λ_P instead.
+
+Block Hessian norms are passed in: e.g. ``|λ_max|`` from power iteration per block (seed
+000 App. C.2), `heterogeneity.curvature` estimates, or `jnp.linalg.eigvalsh` on a small
+problem. `block_hessian_norms` is the thin wrapper that gets them from
+`heterogeneity.curvature.blockwise_slq` (blockwise Lanczos):
+
+    >>> fb = full_batch_grad(loss_fn, params, batch)
+    >>> lam = lambda_norms(fb.grad, block_hessian_norms(loss_fn, params, batch, key, partition=p), partition=p)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from heterogeneity import curvature as hc
+from heterogeneity import partition as hp
+
+PyTree = Any
+
+__all__ = [
+    "WeightedHessianNorms",
+    "WeightedHessianNormsTrajectory",
+    "weighted_hessian_norms",
+    "weighted_hessian_norms_trajectory",
+    "lambda_norms",
+    "align_blocks",
+    "block_hessian_norms",
+]
+
+
+class WeightedHessianNorms(NamedTuple):
+    lambda_g: jax.Array  # () gradient-weighted Hessian norm (NaN if the gradient is zero)
+    lambda_p: jax.Array  # () parameter-weighted Hessian norm
+    grad_weights: jax.Array  # (B,) ‖g_b‖² / ‖g‖²   (sum to 1)
+    size_weights: jax.Array  # (B,) P_b / P          (sum to 1)
+    hessian_norms: jax.Array  # (B,) ‖H_b‖₂ used
+
+
+class WeightedHessianNormsTrajectory(NamedTuple):
+    lambda_g: jax.Array  # () sup_t Λ_G(θ_t) over iterates with nonzero gradient (Table S.9)
+    lambda_p: jax.Array  # () sup_t Λ_P(θ_t)
+    lambda_g_t: jax.Array  # (T,) Λ_G(θ_t), NaN where the gradient vanishes
+    lambda_p_t: jax.Array  # (T,) Λ_P(θ_t)
+    argmax_g: jax.Array  # () iterate attaining sup Λ_G
+
+
+def _as_array(x, name: str) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x
+
+
+@jax.jit
+def weighted_hessian_norms(grad_sq_norms: jax.Array, hessian_norms: jax.Array, sizes: jax.Array) -> WeightedHessianNorms:
+    """Λ_G and Λ_P at one point (seed 000 Definition 4.5 without the supremum).
+
+    ``grad_sq_norms``: (B,) ‖[∇L]_b‖₂² (e.g. ``partition.block_sq_norms(grad)``);
+    ``hessian_norms``: (B,) block Hessian operator norms ‖[∇²L]_b‖₂; absolute values are
+    taken, so signed dominant eigenvalues from power iteration can be passed directly
+    (a *largest algebraic* eigenvalue is only the norm if it dominates in magnitude);
+    ``sizes``: (B,) block sizes P_b. Λ_G is NaN when the gradient is exactly zero
+    (Definition 4.5 excludes stationary points).
+    """
+    g2 = _as_array(grad_sq_norms, "grad_sq_norms")
+    h = jnp.abs(_as_array(hessian_norms, "hessian_norms"))
+    p = _as_array(sizes, "sizes")
+    if not (g2.shape[-1:] == h.shape[-1:] == p.shape[-1:]):
+        raise ValueError(f"weighted_hessian_norms: block axes differ: grad_sq_norms {g2.shape}, "
+                         f"hessian_norms {h.shape}, sizes {p.shape}")
+    dtype = jnp.result_type(g2, h, p)
+    g2, h, p = g2.astype(dtype), h.astype(dtype), p.astype(dtype)
+    total = jnp.sum(g2, axis=-1, keepdims=True)
+    wg = jnp.where(total > 0, g2 / jnp.where(total > 0, total, 1), jnp.nan)
+    wp = p / jnp.sum(p, axis=-1, keepdims=True)
+    return WeightedHessianNorms(jnp.sum(wg * h, axis=-1), jnp.sum(wp * h, axis=-1), wg, wp, h)
+
+
+@jax.jit
+def weighted_hessian_norms_trajectory(
+    grad_sq_norms: jax.Array, hessian_norms: jax.Array, sizes: jax.Array
+) -> WeightedHessianNormsTrajectory:
+    """Λ_G, Λ_P as the maximum over iterates θ_0..θ_T (seed 000 App. D.9, Table S.9).
+
+    ``grad_sq_norms``: (T, B) block gradient norms² per iterate; ``hessian_norms``: (T, B)
+    per iterate, or (B,) when the Hessian is constant (quadratics); ``sizes``: (B,).
+    Iterates with a zero gradient are skipped for Λ_G (R_FT^+ of Definition 4.5).
+    """
+    g2 = _as_array(grad_sq_norms, "grad_sq_norms")
+    if g2.ndim != 2:
+        raise ValueError(f"weighted_hessian_norms_trajectory: grad_sq_norms must be (T, B), got {g2.shape}")
+    h = _as_array(hessian_norms, "hessian_norms")
+    if h.ndim == 1:
+        h = jnp.broadcast_to(h, g2.shape)
+    if h.shape != g2.shape:
+        raise ValueError(f"weighted_hessian_norms_trajectory: hessian_norms must be (B,) or {g2.shape}, got {h.shape}")
+    per = weighted_hessian_norms(g2, h, jnp.broadcast_to(_as_array(sizes, "sizes"), g2.shape))
+    lg = per.lambda_g
+    masked = jnp.where(jnp.isnan(lg), -jnp.inf, lg)
+    arg = jnp.argmax(masked)
+    sup_g = jnp.where(jnp.all(jnp.isnan(lg)), jnp.nan, masked[arg])
+    return WeightedHessianNormsTrajectory(sup_g, jnp.max(per.lambda_p), lg, per.lambda_p, arg)
+
+
+def align_blocks(values: Mapping[str, Any] | Sequence | jax.Array, labels: Sequence[str], name: str) -> jax.Array:
+    """``values`` (dict keyed by block label, or a (B,) sequence in label order) as a (B,) array."""
+    if isinstance(values, Mapping):
+        missing = [l for l in labels if l not in values]
+        extra = [k for k in values if k not in set(labels)]
+        if missing or extra:
+            raise ValueError(f"{name}: keys must be the partition's block labels; missing {missing}, unexpected {extra}")
+        return jnp.stack([jnp.asarray(values[l]) for l in labels])
+    arr = jnp.asarray(values)
+    if arr.shape[-1:] != (len(labels),):
+        raise ValueError(f"{name}: expected {len(labels)} values (one per block {list(labels)}), got shape {arr.shape}")
+    return arr
+
+
+def lambda_norms(
+    grads: PyTree,
+    block_hessian_norms: Mapping[str, Any] | jax.Array,
+    *,
+    partition: hp.Partition,
+) -> WeightedHessianNorms:
+    """Λ_G, Λ_P from a gradient pytree and per-block Hessian norms (dict keyed by label, or (B,)).
+
+    Block sizes and gradient norms come from ``partition`` (one `block_sq_norms` reduction).
+    """
+    labels = partition.labels(grads)
+    h = align_blocks(block_hessian_norms, labels, "block_hessian_norms")
+    sizes = np.asarray(partition.layout(grads).sizes, np.float64)
+    g2 = partition.block_sq_norms(grads)
+    return weighted_hessian_norms(g2, h, jnp.asarray(sizes, g2.dtype))
+
+
+def block_hessian_norms(
+    loss_fn: Callable,
+    params: PyTree,
+    batch: PyTree,
+    key: jax.Array,
+    *,
+    partition: hp.Partition,
+    num_steps: int = 30,
+    reortho: str = "full",
+) -> dict[str, jax.Array]:
+    """``{label: ‖[∇²L]_b‖₂}`` from one blockwise Lanczos run per block (`curvature.blockwise_slq`).
+
+    The norm is the largest |Ritz value| of ``num_steps`` Lanczos steps on H_bb (one
+    probe): Ritz values lie inside [λ_min, λ_max], so this is a lower bound that
+    converges to max(λ_max, −λ_min) from both ends at once (exact once num_steps ≥ d_b).
+    Seed 000 App. C.2 uses power iteration per block for the same quantity.
+    ``batch`` may be a `curvature.MicroBatched`.
+    """
+
+    def run(params, batch, key):
+        spectra = hc.blockwise_slq(loss_fn, params, batch, key, partition=partition, num_steps=num_steps,
+                                   num_probes=1, reortho=reortho)
+        return {label: jnp.max(jnp.where(s.weights > 0, jnp.abs(s.nodes), 0.0)) for label, s in spectra.items()}
+
+    return jax.jit(run)(params, batch, key)
