@@ -169,7 +169,7 @@ def report(
         return spec, rows
 
     spec, l11 = jax.jit(geometry)(params, batch, k_top, k_l11)
-    spectral = float(spec.value if hasattr(spec, "value") else spec)
+    spectral = float(spec.value)
     block_rows_l11 = np.asarray(partition.block_sum(l11.row_sums))
     t = _stage(bar, "l_inf geometry", timings, t)
 
@@ -181,8 +181,7 @@ def report(
         attention = {"entropy_ratio_mean": ent.mean, "entropy_ratio_std": ent.std}
         try:
             qkv = hm.qkv_grad_ratios(fb.grad)
-            attention.update({"qkv_layers": list(qkv.layers) if hasattr(qkv, "layers") else None,
-                              "qkv_ratios": qkv.ratios})
+            attention.update({"qkv_layers": list(qkv.layers), "qkv_ratios": qkv.ratios})
         except ValueError as e:
             attention["qkv_skipped"] = str(e)
     _stage(bar, "attention", timings, t)
