@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--microbatches", type=int, default=1, help="split the batch into this many micro-batches")
     rep.add_argument("--slq-steps", type=int, default=None, help="Lanczos steps per block (default: preset)")
     rep.add_argument("--slq-probes", type=int, default=None,
-                     help="SLQ probes per block (default 1; >1 currently hangs XLA:CPU on the default GPT, see scripts/repro_blockwise_hang.py)")
+                     help="SLQ probes per block (default 2; seed 001 uses 10)")
     rep.add_argument("--l11-probes", type=int, default=None, help="Cauchy probes for the (1,1)-norm sketch")
     rep.add_argument("--quick", action="store_true", help="tiny model and few probes (a smoke run, ~1 minute)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -312,14 +312,17 @@ def main():
             models.append(("GPT d=128 L=2 H=4 T=64 V=256 (batch 16)",
                            make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16),
                            hp.by_regex([(r"attn", "attn"), (r"mlp", "mlp"), (r"norm", "norms"), (r".*", "embed_head")])))
+            if "blockwise" in args.items:  # the same GPT with one block per tensor (20 blocks): the loop compiles 20 programs
+                gpt = make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16)
+                models.append(("GPT by-leaf blocks", gpt, hp.by_leaf(gpt[1]), ("blockwise",)))
         micro = (1, 4, 16)
     items = tuple(x for x in args.items.split(",") if x)
     bad = set(items) - set(ITEMS)
     if bad:
         raise SystemExit(f"unknown --items {sorted(bad)}; choose from {ITEMS}")
-    for name, (loss_fn, params, batch), part in models:
+    for name, (loss_fn, params, batch), part, *only in models:
         bench_model(name, loss_fn, params, batch, m=m, reps=reps, micro_sizes=micro, rows=rows, partition=part,
-                    block_steps=args.block_steps, items=items)
+                    block_steps=args.block_steps, items=tuple(x for x in items if not only or x in only[0]))
     load1 = os.getloadavg()
     lines = [
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "

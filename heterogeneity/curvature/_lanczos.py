@@ -208,6 +208,33 @@ def tridiagonal(res: LanczosResult) -> jax.Array:
     return jnp.diag(res.diag) + jnp.diag(res.offdiag, 1) + jnp.diag(res.offdiag, -1)
 
 
+@jax.custom_batching.custom_vmap
+def _eigh(t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`jnp.linalg.eigh` of one small matrix; under `vmap` it loops on CPU (see `_eigh_batched`)."""
+    return tuple(jnp.linalg.eigh(t))
+
+
+@_eigh.def_vmap
+def _eigh_batched(axis_size, in_batched, t):
+    """Batched ``eigh`` without XLA:CPU's LAPACK batch kernel.
+
+    jaxlib 0.10.2's CPU ``syevd`` kernel splits a batch over the intra-op thread pool and blocks
+    a pool thread until its pieces finish (``ParallelBatchMap``). When several batched ``eigh``
+    run at once in one program (one per block group in `blockwise_slq`, or any jitted code
+    holding several), every pool thread can end up blocked waiting on work queued behind it:
+    a deadlock (``scripts/repro_eigh_deadlock.py``; 64 independent ``eigh`` of batch 2 hang
+    on a 2-core machine). On CPU the batch therefore runs as a `lax.map` of single ``eigh``
+    (no batch kernel, and the tridiagonals are at most ``num_steps``-square, so the loop costs
+    little); elsewhere the batched kernel is used.
+    """
+    (batched,) = in_batched
+    if not batched:
+        return _eigh(t), (False, False)
+    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh, x),
+                                     default=lambda x: tuple(jnp.linalg.eigh(x)))
+    return out, (True, True)
+
+
 def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Ritz values of the valid ``size × size`` block of ``T`` (ascending) with the first and
     last components of their eigenvectors; entries past ``size`` repeat the largest valid
@@ -225,7 +252,7 @@ def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     diag = jnp.where(valid, a, sentinel)
     off = jnp.where(idx[1:] < size, b, 0.0)
     t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    evals, evecs = jnp.linalg.eigh(t)
+    evals, evecs = _eigh(t)
     first = jnp.where(valid, evecs[0], 0.0)
     last = jnp.where(valid, evecs[jnp.maximum(size - 1, 0)], 0.0)
     top = evals[jnp.maximum(size - 1, 0)]

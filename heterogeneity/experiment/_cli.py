@@ -12,7 +12,7 @@ from heterogeneity.experiment._setup import make_partition, setup
 
 __all__ = ["report_from_cli", "sweep_from_cli"]
 
-QUICK = ReportSettings(slq_steps=16, slq_probes=1, top_steps=12, l11_probes=20)
+QUICK = ReportSettings(slq_steps=16, slq_probes=2, top_steps=12, l11_probes=20)
 
 
 def report_from_cli(args: argparse.Namespace) -> dict:

@@ -46,7 +46,7 @@ class ReportSettings(NamedTuple):
     """Probe counts of the report's estimators (defaults fit a 2-core laptop in minutes)."""
 
     slq_steps: int = 48  # Lanczos steps per block (seed 001 uses 100 on GPUs)
-    slq_probes: int = 1  # SLQ probes per block (seed 001 uses 10 on GPUs); >1 hangs XLA:CPU at the default GPT size, see scripts/repro_blockwise_hang.py
+    slq_probes: int = 2  # SLQ probes per block (seed 001 uses 10 on GPUs)
     top_steps: int = 30  # Lanczos steps for the full-Hessian spectral norm
     l11_probes: int = 50  # Cauchy probes for the (1,1)-norm (seed 003 App. D.3 uses 50)
     reortho: str = "full"  # Lanczos reorthogonalization of the blockwise spectra

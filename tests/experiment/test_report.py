@@ -22,7 +22,7 @@ from heterogeneity.experiment import (
     setup,
 )
 
-TINY = ReportSettings(slq_steps=8, slq_probes=1, top_steps=8, l11_probes=8)
+TINY = ReportSettings(slq_steps=8, slq_probes=2, top_steps=8, l11_probes=8)
 
 
 def toy_problem():
