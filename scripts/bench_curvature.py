@@ -2,6 +2,8 @@
 
     python scripts/bench_curvature.py            # full run: MLP 784-512-512-10 (batch 256) + small GPT
     python scripts/bench_curvature.py --quick    # tiny sizes, < 60 s (CI smoke test)
+    python scripts/bench_curvature.py --items blockwise --models report --block-steps 48 --reps 2
+                                                 # blockwise vs loop on the main job's GPT (37 blocks)
 
 Per model (float32, random data):
 1. grad time; HVP time (forward-over-reverse, recomputed) and amortized HVP time (100 HVPs of
@@ -290,7 +292,8 @@ def main():
     ap.add_argument("--out", default=None, help="write the markdown table here")
     ap.add_argument("--block-steps", type=int, default=None, help="Lanczos steps for the blockwise-vs-loop item")
     ap.add_argument("--items", default=",".join(ITEMS), help=f"comma list of {ITEMS}")
-    ap.add_argument("--models", default="mlp,gpt", help="comma list of mlp,gpt (full run)")
+    ap.add_argument("--models", default="mlp,gpt",
+                    help="comma list of mlp,gpt,report (report: the main job's default GPT, blockwise item only)")
     args = ap.parse_args()
     quick = args.quick
     reps = args.reps or (1 if quick else 3)
@@ -315,6 +318,12 @@ def main():
             if "blockwise" in args.items:  # the same GPT with one block per tensor (20 blocks): the loop compiles 20 programs
                 gpt = make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16)
                 models.append(("GPT by-leaf blocks", gpt, hp.by_leaf(gpt[1]), ("blockwise",)))
+        if "report" in args.models:  # the main job's default model: blockwise item only, by-leaf (37 blocks)
+            from heterogeneity.experiment import setup
+
+            rep = setup("gpt")
+            models.append(("report GPT (setup(\"gpt\")) by-leaf blocks", (rep.loss_fn, rep.params, rep.batch),
+                           hp.by_leaf(rep.params), ("blockwise",)))
         micro = (1, 4, 16)
     items = tuple(x for x in args.items.split(",") if x)
     bad = set(items) - set(ITEMS)

@@ -208,13 +208,33 @@ def tridiagonal(res: LanczosResult) -> jax.Array:
     return jnp.diag(res.diag) + jnp.diag(res.offdiag, 1) + jnp.diag(res.offdiag, -1)
 
 
-@jax.custom_batching.custom_vmap
+@jax.custom_jvp
 def _eigh(t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """`jnp.linalg.eigh` of one small matrix; under `vmap` it loops on CPU (see `_eigh_batched`)."""
+    """``jnp.linalg.eigh`` of a symmetric matrix that is safe to `vmap` on XLA:CPU (see `_eigh_batched`).
+
+    Differentiable (the JVP below is JAX's own eigh rule: ``dλ = diag(VᵀȦV)``,
+    ``dV = V (F ∘ VᵀȦV)`` with ``F_ij = 1/(λ_j − λ_i)``), forward and reverse.
+    """
+    return _eigh_unbatched(t)
+
+
+@_eigh.defjvp
+def _eigh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = _eigh(a)
+    da = (da + jnp.swapaxes(da, -1, -2)) / 2  # eigh reads the symmetrised input
+    vdv = v.T @ da @ v
+    eye = jnp.eye(w.shape[-1], dtype=w.dtype)
+    f = 1.0 / (eye + w[None, :] - w[:, None]) - eye
+    return (w, v), (jnp.diagonal(vdv), v @ (f * vdv))
+
+
+@jax.custom_batching.custom_vmap
+def _eigh_unbatched(t: jax.Array) -> tuple[jax.Array, jax.Array]:
     return tuple(jnp.linalg.eigh(t))
 
 
-@_eigh.def_vmap
+@_eigh_unbatched.def_vmap
 def _eigh_batched(axis_size, in_batched, t):
     """Batched ``eigh`` without XLA:CPU's LAPACK batch kernel.
 
@@ -229,8 +249,8 @@ def _eigh_batched(axis_size, in_batched, t):
     """
     (batched,) = in_batched
     if not batched:
-        return _eigh(t), (False, False)
-    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh, x),
+        return _eigh_unbatched(t), (False, False)
+    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh_unbatched, x),
                                      default=lambda x: tuple(jnp.linalg.eigh(x)))
     return out, (True, True)
 

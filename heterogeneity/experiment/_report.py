@@ -85,7 +85,10 @@ THRESHOLDS = {
 }
 
 
-def _stage(bar, name: str, timings: dict, start: float) -> float:
+def _stage(bar, name: str, timings: dict, start: float, outputs=None) -> float:
+    """Record the stage's wall time; ``outputs`` are waited for first (JAX dispatches asynchronously,
+    so an unwaited result would bill its compute to the next stage)."""
+    jax.block_until_ready(outputs)
     now = time.perf_counter()
     timings[name] = now - start
     if bar is not None:
@@ -141,7 +144,7 @@ def report(
         layer_part = {"labels": list(layers.labels), "ratios": layers.ratios}
     except ValueError as e:  # a model without repeated layers
         layer_part = {"skipped": str(e)}
-    t = _stage(bar, "gradient", timings, t)
+    t = _stage(bar, "gradient", timings, t, (fb, gh))
 
     # 2. blockwise spectra of all diagonal blocks, one compiled program (seed 001 App. C.2)
     run_blockwise = jax.jit(lambda p, b, k: hc.blockwise_slq(
@@ -149,17 +152,17 @@ def report(
         reortho=settings.reortho, batch_size=settings.probe_batch))
     spectra = run_blockwise(params, batch, k_slq)
     spectra = {label: spectra[label] for label in labels}  # jit returns dicts in sorted-key order
-    t = _stage(bar, "blockwise spectra", timings, t)
+    t = _stage(bar, "blockwise spectra", timings, t, spectra)
 
     # 3. divergences between blockwise spectra, three modes (seed 001 §2.6)
     divergences = {mode: hm.spectrum_divergence(spectra, mode=mode) for mode in JS_MODES}
-    t = _stage(bar, "JS distances", timings, t)
+    t = _stage(bar, "JS distances", timings, t, divergences)
 
     # 4. block Hessian norms -> Lambda_G, Lambda_P and the gradient-Hessian correlation (seed 000 Def. 4.5)
     block_hnorm = np.array([float(hm.spectral_scale(spectra[label], scale="max")) for label in labels])
     lam = hm.lambda_norms(fb.grad, block_hnorm, partition=partition)
     corr = hm.gradient_hessian_correlation(gh.norms, jnp.asarray(block_hnorm))
-    t = _stage(bar, "Lambda", timings, t)
+    t = _stage(bar, "Lambda", timings, t, (lam, corr))
 
     # 5. l_inf geometry of the full Hessian (seed 003 Alg. 4, Table 1)
     def geometry(p, b, k_top, k_l11):
@@ -171,7 +174,7 @@ def report(
     spec, l11 = jax.jit(geometry)(params, batch, k_top, k_l11)
     spectral = float(spec.value)
     block_rows_l11 = np.asarray(partition.block_sum(l11.row_sums))
-    t = _stage(bar, "l_inf geometry", timings, t)
+    t = _stage(bar, "l_inf geometry", timings, t, (spec, l11))
 
     # 6. attention statistics (seed 000 App. F.5), when the model exposes attention
     attention = None
@@ -184,7 +187,7 @@ def report(
             attention.update({"qkv_layers": list(qkv.layers), "qkv_ratios": qkv.ratios})
         except ValueError as e:
             attention["qkv_skipped"] = str(e)
-    _stage(bar, "attention", timings, t)
+    _stage(bar, "attention", timings, t, attention)
     if bar is not None:
         bar.close()
 
