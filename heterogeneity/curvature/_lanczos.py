@@ -215,7 +215,7 @@ def _eigh(t: jax.Array) -> tuple[jax.Array, jax.Array]:
     Differentiable (the JVP below is JAX's own eigh rule: ``dλ = diag(VᵀȦV)``,
     ``dV = V (F ∘ VᵀȦV)`` with ``F_ij = 1/(λ_j − λ_i)``), forward and reverse.
     """
-    return _eigh_unbatched(t)
+    return _eigh_vmap_safe(t)
 
 
 @_eigh.defjvp
@@ -230,11 +230,12 @@ def _eigh_jvp(primals, tangents):
 
 
 @jax.custom_batching.custom_vmap
-def _eigh_unbatched(t: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _eigh_vmap_safe(t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jnp.linalg.eigh``; batched by `_eigh_batched` (no reverse-mode rule of its own: see `_eigh`)."""
     return tuple(jnp.linalg.eigh(t))
 
 
-@_eigh_unbatched.def_vmap
+@_eigh_vmap_safe.def_vmap
 def _eigh_batched(axis_size, in_batched, t):
     """Batched ``eigh`` without XLA:CPU's LAPACK batch kernel.
 
@@ -249,8 +250,8 @@ def _eigh_batched(axis_size, in_batched, t):
     """
     (batched,) = in_batched
     if not batched:
-        return _eigh_unbatched(t), (False, False)
-    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh_unbatched, x),
+        return _eigh_vmap_safe(t), (False, False)
+    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh_vmap_safe, x),
                                      default=lambda x: tuple(jnp.linalg.eigh(x)))
     return out, (True, True)
 
