@@ -304,20 +304,21 @@ def main():
     if quick:
         # compile-bound: one tiny model, 2 blocks, 2 micro-batch counts (~12 compilations)
         models = [("MLP 32-16-16-10 (batch 16)", make_mlp(jax.random.key(0), (32, 16, 16, 10), 16),
-                   hp.by_regex([(r"head", "head"), (r".*", "hidden")]))]
+                   hp.by_regex([(r"head", "head"), (r".*", "hidden")]), ITEMS)]
         micro = (1, 4)
     else:
+        # (name, (loss_fn, params, batch), partition for the blockwise item, items this model runs)
         models = []
         if "mlp" in args.models:
             models.append(("MLP 784-512-512-10 (batch 256)", make_mlp(jax.random.key(0), (784, 512, 512, 10), 256),
-                           None))  # by_leaf: 6 blocks
+                           None, ITEMS))  # by_leaf: 6 blocks
         if "gpt" in args.models:
-            models.append(("GPT d=128 L=2 H=4 T=64 V=256 (batch 16)",
-                           make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16),
-                           hp.by_regex([(r"attn", "attn"), (r"mlp", "mlp"), (r"norm", "norms"), (r".*", "embed_head")])))
-            if "blockwise" in args.items:  # the same GPT with one block per tensor (20 blocks): the loop compiles 20 programs
-                gpt = make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16)
-                models.append(("GPT by-leaf blocks", gpt, hp.by_leaf(gpt[1]), ("blockwise",)))
+            gpt = make_gpt(jax.random.key(1), vocab=256, d=128, layers=2, heads=4, seq=64, batch_size=16)
+            models.append(("GPT d=128 L=2 H=4 T=64 V=256 (batch 16)", gpt,
+                           hp.by_regex([(r"attn", "attn"), (r"mlp", "mlp"), (r"norm", "norms"), (r".*", "embed_head")]),
+                           ITEMS))
+            # the same GPT with one block per tensor (20 blocks): the loop compiles 20 programs
+            models.append(("GPT by-leaf blocks", gpt, hp.by_leaf(gpt[1]), ("blockwise",)))
         if "report" in args.models:  # the main job's default model: blockwise item only, by-leaf (37 blocks)
             from heterogeneity.experiment import setup
 
@@ -329,9 +330,11 @@ def main():
     bad = set(items) - set(ITEMS)
     if bad:
         raise SystemExit(f"unknown --items {sorted(bad)}; choose from {ITEMS}")
-    for name, (loss_fn, params, batch), part, *only in models:
-        bench_model(name, loss_fn, params, batch, m=m, reps=reps, micro_sizes=micro, rows=rows, partition=part,
-                    block_steps=args.block_steps, items=tuple(x for x in items if not only or x in only[0]))
+    for name, (loss_fn, params, batch), part, runs in models:
+        chosen = tuple(x for x in items if x in runs)
+        if chosen:
+            bench_model(name, loss_fn, params, batch, m=m, reps=reps, micro_sizes=micro, rows=rows, partition=part,
+                        block_steps=args.block_steps, items=chosen)
     load1 = os.getloadavg()
     lines = [
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {platform.machine()}, "
