@@ -208,54 +208,6 @@ def tridiagonal(res: LanczosResult) -> jax.Array:
     return jnp.diag(res.diag) + jnp.diag(res.offdiag, 1) + jnp.diag(res.offdiag, -1)
 
 
-@jax.custom_jvp
-def _eigh(t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``jnp.linalg.eigh`` of a symmetric matrix that is safe to `vmap` on XLA:CPU (see `_eigh_batched`).
-
-    Differentiable (the JVP below is JAX's own eigh rule: ``dλ = diag(VᵀȦV)``,
-    ``dV = V (F ∘ VᵀȦV)`` with ``F_ij = 1/(λ_j − λ_i)``), forward and reverse.
-    """
-    return _eigh_vmap_safe(t)
-
-
-@_eigh.defjvp
-def _eigh_jvp(primals, tangents):
-    (a,), (da,) = primals, tangents
-    w, v = _eigh(a)
-    da = (da + jnp.swapaxes(da, -1, -2)) / 2  # eigh reads the symmetrised input
-    vdv = v.T @ da @ v
-    eye = jnp.eye(w.shape[-1], dtype=w.dtype)
-    f = 1.0 / (eye + w[None, :] - w[:, None]) - eye
-    return (w, v), (jnp.diagonal(vdv), v @ (f * vdv))
-
-
-@jax.custom_batching.custom_vmap
-def _eigh_vmap_safe(t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``jnp.linalg.eigh``; batched by `_eigh_batched` (no reverse-mode rule of its own: see `_eigh`)."""
-    return tuple(jnp.linalg.eigh(t))
-
-
-@_eigh_vmap_safe.def_vmap
-def _eigh_batched(axis_size, in_batched, t):
-    """Batched ``eigh`` without XLA:CPU's LAPACK batch kernel.
-
-    jaxlib 0.10.2's CPU ``syevd`` kernel splits a batch over the intra-op thread pool and blocks
-    a pool thread until its pieces finish (``ParallelBatchMap``). When several batched ``eigh``
-    run at once in one program (one per block group in `blockwise_slq`, or any jitted code
-    holding several), every pool thread can end up blocked waiting on work queued behind it:
-    a deadlock (``scripts/repro_eigh_deadlock.py``; 64 independent ``eigh`` of batch 2 hang
-    on a 2-core machine). On CPU the batch therefore runs as a `lax.map` of single ``eigh``
-    (no batch kernel, and the tridiagonals are at most ``num_steps``-square, so the loop costs
-    little); elsewhere the batched kernel is used.
-    """
-    (batched,) = in_batched
-    if not batched:
-        return _eigh_vmap_safe(t), (False, False)
-    out = jax.lax.platform_dependent(t, cpu=lambda x: jax.lax.map(_eigh_vmap_safe, x),
-                                     default=lambda x: tuple(jnp.linalg.eigh(x)))
-    return out, (True, True)
-
-
 def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Ritz values of the valid ``size × size`` block of ``T`` (ascending) with the first and
     last components of their eigenvectors; entries past ``size`` repeat the largest valid
@@ -273,7 +225,7 @@ def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     diag = jnp.where(valid, a, sentinel)
     off = jnp.where(idx[1:] < size, b, 0.0)
     t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    evals, evecs = _eigh(t)
+    evals, evecs = jnp.linalg.eigh(t)
     first = jnp.where(valid, evecs[0], 0.0)
     last = jnp.where(valid, evecs[jnp.maximum(size - 1, 0)], 0.0)
     top = evals[jnp.maximum(size - 1, 0)]
