@@ -110,11 +110,14 @@ def report(
     attention_mask: jax.Array | None = None,
     meta: dict | None = None,
     progress: bool = True,
+    selftest: bool = True,
 ) -> dict:
     """Compute every diagnostic at ``params`` and write report.json, figures and report.md.
 
     ``batch`` may be a `heterogeneity.curvature.MicroBatched` (averaged in constant memory).
     ``attention_fn(params, batch) -> (L, ..., H, q, k)`` attention probabilities, optional.
+    ``selftest``: record the backend selftest verdict (`heterogeneity.selftest.cached_verdict`:
+    the last ``heterogeneity selftest`` on this backend, else a quick one run now) in ``meta``.
     Returns the dict written to ``report.json``.
     """
     key = jax.random.key(0) if key is None else key
@@ -191,8 +194,14 @@ def report(
     if bar is not None:
         bar.close()
 
+    backend = "not checked"
+    if selftest:
+        from heterogeneity.selftest import cached_verdict
+
+        backend = cached_verdict()
     result = {
-        "meta": {**(meta or {}), "num_params": d, "num_blocks": len(labels), "partition": partition.name,
+        "meta": {**(meta or {}), "selftest": backend, "num_params": d, "num_blocks": len(labels),
+                 "partition": partition.name,
                  "settings": settings._asdict(), "timings_s": timings},
         "loss": loss,
         "blocks": {"labels": list(labels), "sizes": sizes},
@@ -201,7 +210,8 @@ def report(
         "spectra": {label: {"nodes": s.nodes, "weights": s.weights} for label, s in spectra.items()},
         "block_hessian_norm": block_hnorm,
         "js": {mode: {"labels": list(div.labels), "matrix": div.matrix, "js0": div.mean, "sigma": div.sigma,
-                      "grid_spacing": div.grid[1] - div.grid[0],
+                      "grid_spacing": div.grid[1] - div.grid[0], "grid_start": div.grid[0],
+                      "grid_stop": div.grid[-1], "num_grid": int(div.grid.shape[0]),
                       # a Gaussian blur is only seen by the grid when several points fall inside one sigma
                       "resolved": bool(div.grid[1] - div.grid[0] < div.sigma / 3)}
                for mode, div in divergences.items()},
@@ -275,6 +285,8 @@ def render_markdown(r: dict) -> str:
         "",
         f"Model: {r['meta'].get('model', 'user model')}, {r['meta']['num_params']:,} parameters in "
         f"{r['meta']['num_blocks']} blocks ({r['meta']['partition']}); loss at these params {_fmt(r['loss'])}.",
+        "",
+        f"Backend selftest: {r['meta'].get('selftest', 'not checked')}.",
         "",
         f"**Verdict: {r['interpretation']['advice']}.**",
         "",
