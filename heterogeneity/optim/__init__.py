@@ -8,7 +8,7 @@ works), learning rates accept schedules. Where Optax has the algorithm it is re-
 =====================  ==========================================================  ===========================
 name (registry)        what                                                        source
 =====================  ==========================================================  ===========================
-sgd, adam, adamw,      Optax's own (re-exported)                                   —
+sgd, adam, adamw,      Optax's own, validated at construction (same signatures)    —
 rmsprop, lion
 signsgd                `sign_sgd`, optional heavy-ball momentum, either order      seed 000 §3.2
 signum                 `signum`: sign of momentum with v_1 = g_1                   seed 002 Algorithm 1
@@ -24,7 +24,7 @@ mvsm_v1, mvsm_v2       `mvsm`: majority vote with per-worker momentum           
 rotated_<name>         `rotated`: any of the above on L∘R (RandPerm)               seed 003 App. D.2
 =====================  ==========================================================  ===========================
 """
-from optax import adam, adamw, lion, rmsprop, scale_by_sign, sgd  # noqa: F401  (re-exported)
+from optax import scale_by_sign  # noqa: F401  (re-exported)
 
 from heterogeneity.optim._adaptive import (
     ScaleByAdamNoBiasCorrectionState,
@@ -48,6 +48,7 @@ from heterogeneity.optim._majority_vote import (
     sto_sign_sgd,
     stochastic_sign,
 )
+from heterogeneity.optim._optax import adam, adamw, lion, rmsprop, sgd
 from heterogeneity.optim._registry import factory, get, is_multi_worker, names
 from heterogeneity.optim._rotated import (
     RotatedState,
@@ -61,7 +62,7 @@ from heterogeneity.optim._sign import ScaleBySignumState, scale_by_signum, sign_
 from heterogeneity.optim._sign_l1 import scale_by_sign_l1, sign_sgd_l1
 
 __all__ = [
-    # re-exported from Optax
+    # Optax's own (validated wrappers) and re-exported
     "sgd", "adam", "adamw", "rmsprop", "lion", "scale_by_sign",
     # sign methods
     "sign_sgd", "signum", "scale_by_signum", "ScaleBySignumState",

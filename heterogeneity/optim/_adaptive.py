@@ -36,10 +36,13 @@ import optax
 
 from heterogeneity.optim._blocks import block_sizes, block_sum, broadcast_blocks, check_partition
 from heterogeneity.optim._validate import (
+    check_bool,
+    check_choice,
+    check_dtype,
+    check_first_moment,
     check_learning_rate,
     check_nonnegative,
-    check_unit_interval,
-    concrete_value,
+    check_second_moment,
 )
 
 __all__ = [
@@ -64,16 +67,30 @@ class ScaleByBlockAdamState(NamedTuple):
     nu: jax.Array
 
 
-def _check_moments(b1, b2, eps, eps_root):
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+_FROZEN_HINT = "; for a frozen second moment (b2 = 1) use frozen_adam or adam_no_bias_correction"
 
 
-def _check_bias_correction(b2, bias_correction):
-    if bias_correction and concrete_value(b2) == 1.0:
-        raise ValueError("b2 = 1 with bias_correction=True divides by 1 - b2**t = 0; pass bias_correction=False")
+def _check_moments(opt, b1, b2, eps, eps_root, mu_dtype, *, bias_correction, starts_at_zero, when="",
+                   fix=_FROZEN_HINT):
+    """Shared rules: b1 ∈ [0, 1) if bias corrected; b2 via `check_second_moment`; eps, eps_root ≥ 0."""
+    check_first_moment(opt, "b1", b1, bias_correction=bias_correction)
+    check_second_moment(
+        opt, "b2", b2, bias_correction=bias_correction, starts_at_zero=starts_at_zero, when=when, fix=fix
+    )
+    check_nonnegative(opt, "eps", eps)
+    check_nonnegative(opt, "eps_root", eps_root)
+    check_dtype(opt, "mu_dtype", mu_dtype)
+
+
+def _checked_block_adam(opt, partition, b1, b2, eps, eps_root, bias_correction, mu_dtype, *, need_partition):
+    """Validate, then build blockwise Adam (``partition=None``: one block, AdaSGD)."""
+    if need_partition and partition is None:
+        raise ValueError(f"{opt}: partition is required (e.g. hp.by_leaf(); use adasgd for one block)")
+    check_partition(opt, partition)
+    bias_correction = check_bool(opt, "bias_correction", bias_correction)
+    # v starts at 0 and, with b2 = 1, stays there: b2 < 1 with or without bias correction
+    _check_moments(opt, b1, b2, eps, eps_root, mu_dtype, bias_correction=bias_correction, starts_at_zero=True)
+    return _scale_by_block_adam(partition, b1, b2, eps, eps_root, bias_correction, mu_dtype)
 
 
 def _scale_by_block_adam(partition, b1, b2, eps, eps_root, bias_correction, mu_dtype):
@@ -126,12 +143,9 @@ def scale_by_block_adam(
     ``partition``: a `heterogeneity.partition` partition (required; ``hp.by_coordinate()`` is
     Adam, ``hp.single_block()`` is AdaSGD).
     """
-    if partition is None:
-        raise ValueError("partition is required for block_adam (e.g. hp.by_leaf(); use adasgd for one block)")
-    check_partition(partition)
-    _check_moments(b1, b2, eps, eps_root)
-    _check_bias_correction(b2, bias_correction)
-    return _scale_by_block_adam(partition, b1, b2, eps, eps_root, bias_correction, mu_dtype)
+    return _checked_block_adam(
+        "scale_by_block_adam", partition, b1, b2, eps, eps_root, bias_correction, mu_dtype, need_partition=True
+    )
 
 
 def block_adam(
@@ -149,10 +163,10 @@ def block_adam(
 
     ``v_{t,b} = β2 v_{t−1,b} + (1−β2) ‖[g_t]_b‖²/d_b``, ``x ← x − η_t m̂_t/(sqrt(v̂_{t,Φ(i)} + eps_root) + eps)``.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("block_adam", learning_rate)
     return optax.chain(
-        scale_by_block_adam(
-            partition, b1=b1, b2=b2, eps=eps, eps_root=eps_root, bias_correction=bias_correction, mu_dtype=mu_dtype
+        _checked_block_adam(
+            "block_adam", partition, b1, b2, eps, eps_root, bias_correction, mu_dtype, need_partition=True
         ),
         optax.scale_by_learning_rate(learning_rate),
     )
@@ -168,9 +182,9 @@ def scale_by_adasgd(
     mu_dtype: Any = None,
 ) -> optax.GradientTransformation:
     """AdaSGD direction (seed 003 Algorithm 2): one scalar ``v_t = β2 v_{t−1} + (1−β2)‖g_t‖²/d``."""
-    _check_moments(b1, b2, eps, eps_root)
-    _check_bias_correction(b2, bias_correction)
-    return _scale_by_block_adam(None, b1, b2, eps, eps_root, bias_correction, mu_dtype)
+    return _checked_block_adam(
+        "scale_by_adasgd", None, b1, b2, eps, eps_root, bias_correction, mu_dtype, need_partition=False
+    )
 
 
 def adasgd(
@@ -187,9 +201,9 @@ def adasgd(
 
     ``m_t = β1 m + (1−β1) g``, ``v_t = β2 v + (1−β2) ‖g‖²/d`` (a scalar), ``x ← x − η_t m̂_t/(sqrt(v̂_t + eps_root) + eps)``.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("adasgd", learning_rate)
     return optax.chain(
-        scale_by_adasgd(b1=b1, b2=b2, eps=eps, eps_root=eps_root, bias_correction=bias_correction, mu_dtype=mu_dtype),
+        _checked_block_adam("adasgd", None, b1, b2, eps, eps_root, bias_correction, mu_dtype, need_partition=False),
         optax.scale_by_learning_rate(learning_rate),
     )
 
@@ -226,12 +240,16 @@ def scale_by_adam_no_bias_correction(
     first step; afterwards ``m ← β1 m + (1−β1) g``, ``v ← β2 v + (1−β2) g²``.
     ``"zeros"``: the textbook ``m_0 = v_0 = 0``. A zero denominator gives a zero step.
     """
-    _check_moments(b1, b2, eps, eps_root)
-    if initial_moments not in ("gradient", "zeros"):
-        raise ValueError(f"initial_moments must be 'gradient' or 'zeros', got {initial_moments!r}")
-    if initial_moments == "zeros":
-        if concrete_value(b2) == 1.0:
-            raise ValueError("b2 = 1 with initial_moments='zeros' keeps v = 0 forever; use initial_moments='gradient'")
+    return _checked_adam_nbc("scale_by_adam_no_bias_correction", b1, b2, eps, eps_root, initial_moments, mu_dtype)
+
+
+def _checked_adam_nbc(opt, b1, b2, eps, eps_root, initial_moments, mu_dtype):
+    """Validate, then build Adam without bias correction (b2 = 1 only with moments from g_0)."""
+    check_choice(opt, "initial_moments", initial_moments, ("gradient", "zeros"))
+    _check_moments(
+        opt, b1, b2, eps, eps_root, mu_dtype, bias_correction=False, starts_at_zero=initial_moments == "zeros",
+        when=" with initial_moments='zeros'", fix="; b2 = 1 needs initial_moments='gradient'",
+    )
 
     def init_fn(params):
         return ScaleByAdamNoBiasCorrectionState(
@@ -277,18 +295,16 @@ def adam_no_bias_correction(
 
     Moments start from the first gradient (``m_0 = g_0``, ``v_0 = g_0²``); ``ε`` is ``eps_root``.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("adam_no_bias_correction", learning_rate)
     return optax.chain(
-        scale_by_adam_no_bias_correction(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, initial_moments=initial_moments, mu_dtype=mu_dtype
-        ),
+        _checked_adam_nbc("adam_no_bias_correction", b1, b2, eps, eps_root, initial_moments, mu_dtype),
         optax.scale_by_learning_rate(learning_rate),
     )
 
 
 def scale_by_frozen_adam(*, eps: Any = 0.0, eps_root: Any = 0.0) -> optax.GradientTransformation:
     """``g / (sqrt(g_0² + eps_root) + eps)``: Adam with β1 = 0, β2 = 1 (seed 001 eq. (2))."""
-    return scale_by_adam_no_bias_correction(b1=0.0, b2=1.0, eps=eps, eps_root=eps_root, initial_moments="gradient")
+    return _checked_adam_nbc("scale_by_frozen_adam", 0.0, 1.0, eps, eps_root, "gradient", None)
 
 
 def frozen_adam(
@@ -299,5 +315,8 @@ def frozen_adam(
     Adam with β1 = 0, β2 = 1 and no bias correction: the coordinate-wise learning rates are
     frozen at the first gradient (seed 001 §3.1). Zero denominators give zero steps.
     """
-    check_learning_rate(learning_rate)
-    return optax.chain(scale_by_frozen_adam(eps=eps, eps_root=eps_root), optax.scale_by_learning_rate(learning_rate))
+    check_learning_rate("frozen_adam", learning_rate)
+    return optax.chain(
+        _checked_adam_nbc("frozen_adam", 0.0, 1.0, eps, eps_root, "gradient", None),
+        optax.scale_by_learning_rate(learning_rate),
+    )

@@ -20,14 +20,14 @@ def _acc_dtype():
     return jnp.result_type(float)  # float32, or float64 under jax.enable_x64
 
 
-def check_partition(partition: Any, name: str = "partition") -> None:
+def check_partition(opt: str, partition: Any, name: str = "partition") -> None:
     """``partition`` must be None or expose ``block_sum`` and ``broadcast`` (heterogeneity.partition)."""
     if partition is None:
         return
     missing = [m for m in ("block_sum", "broadcast", "labels") if not hasattr(partition, m)]
     if missing:
         raise ValueError(
-            f"{name} must be a heterogeneity.partition partition (e.g. hp.by_leaf()) or None; "
+            f"{opt}: {name} must be a heterogeneity.partition partition (e.g. hp.by_leaf()) or None; "
             f"got {type(partition).__name__} without {missing}"
         )
 

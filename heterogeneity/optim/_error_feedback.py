@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from heterogeneity.optim._blocks import block_sizes, block_sum, broadcast_blocks, check_partition
-from heterogeneity.optim._validate import check_learning_rate
+from heterogeneity.optim._validate import check_dtype, check_learning_rate
 
 __all__ = ["ScaleByEFSignState", "scale_by_ef_sign", "ef_sign_sgd"]
 
@@ -40,8 +40,13 @@ def scale_by_ef_sign(
 
     Karimireddy et al. 2019, Algorithm 1 (EF-signSGD; baseline in seed 002 §5.1).
     """
-    check_learning_rate(learning_rate)
-    check_partition(partition)
+    return _checked_ef_sign("scale_by_ef_sign", learning_rate, partition, accumulator_dtype)
+
+
+def _checked_ef_sign(opt, learning_rate, partition, accumulator_dtype):
+    check_learning_rate(opt, learning_rate)
+    check_partition(opt, partition)
+    check_dtype(opt, "accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
         return ScaleByEFSignState(
@@ -69,6 +74,6 @@ def ef_sign_sgd(
 ) -> optax.GradientTransformationExtraArgs:
     """EF-signSGD (Karimireddy et al. 2019): ``x ← x − (‖p‖₁/d) sign(p)``, ``p = γ g + e``, ``e ← p − Δ``."""
     return optax.chain(
-        scale_by_ef_sign(learning_rate, partition=partition, accumulator_dtype=accumulator_dtype),
+        _checked_ef_sign("ef_sign_sgd", learning_rate, partition, accumulator_dtype),
         optax.scale(-1.0),
     )

@@ -50,10 +50,14 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from heterogeneity.optim._validate import (
+    HyperparameterTypeError,
+    check_axis_name,
+    check_choice,
     check_learning_rate,
     check_positive,
     check_unit_interval,
     static_int,
+    worker_axis,
 )
 
 __all__ = [
@@ -67,16 +71,22 @@ __all__ = [
 ]
 
 
-def as_raw_key(key: Any) -> jax.Array:
+def as_raw_key(key: Any, opt: str = "key", name: str = "key") -> jax.Array:
     """A raw ``uint32[2]`` PRNG key from an int seed, a typed key or a raw key (state stays plain arrays)."""
     if hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
+    if isinstance(key, (bool, np.bool_, str, bytes)) or key is None:
+        raise HyperparameterTypeError(
+            f"{opt}: {name} must be an int seed or a PRNG key, got {key!r} ({type(key).__name__})"
+        )
     arr = key if isinstance(key, jax.Array) else np.asarray(key)
     if jnp.ndim(arr) == 0 and jnp.issubdtype(arr.dtype, jnp.integer):
         return jax.random.PRNGKey(arr)
     if jnp.shape(arr) == (2,) and arr.dtype == jnp.uint32:
         return jnp.asarray(arr)
-    raise ValueError(f"key must be an int seed or a PRNG key, got shape {jnp.shape(arr)} dtype {arr.dtype}")
+    raise ValueError(
+        f"{opt}: {name} must be an int seed or a PRNG key, got shape {jnp.shape(arr)} dtype {arr.dtype}"
+    )
 
 
 def _s_r_flat(v: jax.Array, R: Any, key: jax.Array) -> jax.Array:
@@ -94,9 +104,9 @@ def stochastic_sign(v: Any, R: Any, key: jax.Array) -> Any:
     ``E[S_R(v)] = v/R`` for ``‖v‖_∞ ≤ R`` (entries beyond ±R are clipped). Outputs keep the
     leaves' dtypes. ``P(u < p)`` with ``u`` uniform on a 2⁻²⁴ grid is exact to 2⁻²⁴.
     """
-    check_positive("R", R)
+    check_positive("stochastic_sign", "R", R)
     leaves, treedef = jax.tree.flatten(v)
-    keys = jax.random.split(as_raw_key(key), max(len(leaves), 1))
+    keys = jax.random.split(as_raw_key(key, "stochastic_sign"), max(len(leaves), 1))
     out = [_s_r_flat(jnp.asarray(x), R, k).astype(jnp.result_type(x)) for x, k in zip(leaves, keys)]
     return jax.tree.unflatten(treedef, out)
 
@@ -111,12 +121,6 @@ class MajorityVoteState(NamedTuple):
 
 def _coin(key, shape):
     return jnp.where(jax.random.bernoulli(key, 0.5, shape), 1, -1).astype(jnp.int32)
-
-
-def _worker_info(axis_name):
-    if axis_name is None:
-        return 1, jnp.zeros([], jnp.int32)
-    return jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name)
 
 
 def _vote_total(votes: jax.Array, axis_name, n: int, communication: str) -> jax.Array:
@@ -151,18 +155,22 @@ def scale_by_majority_vote(
     (v1) or ``"stochastic"`` (``S_1`` of the mean vote, v2); ``beta``: per-worker momentum
     weight of the new gradient (None: no momentum).
     """
-    if worker not in ("sign", "stochastic"):
-        raise ValueError(f"worker must be 'sign' or 'stochastic', got {worker!r}")
-    if server not in ("sign", "stochastic"):
-        raise ValueError(f"server must be 'sign' or 'stochastic', got {server!r}")
-    if communication not in ("int8", "1bit"):
-        raise ValueError(f"communication must be 'int8' or '1bit', got {communication!r}")
-    if tie_break not in ("zero", "random"):
-        raise ValueError(f"tie_break must be 'zero' or 'random', got {tie_break!r}")
-    if beta is not None:
-        check_unit_interval("beta", beta)
-    check_positive("R", R)
-    raw_key = as_raw_key(key)
+    return _majority_vote(
+        "scale_by_majority_vote", axis_name=axis_name, worker=worker, server=server, beta=beta, R=R, key=key,
+        communication=communication, tie_break=tie_break,
+    )
+
+
+def _majority_vote(opt, *, axis_name, worker, server, beta, R, key, communication, tie_break):
+    """Validate (errors name ``opt``), then build `scale_by_majority_vote`."""
+    check_axis_name(opt, axis_name)
+    check_choice(opt, "worker", worker, ("sign", "stochastic"))
+    check_choice(opt, "server", server, ("sign", "stochastic"))
+    check_choice(opt, "communication", communication, ("int8", "1bit"))
+    check_choice(opt, "tie_break", tie_break, ("zero", "random"))
+    check_unit_interval(opt, "beta", beta, optional=True)
+    check_positive(opt, "R", R)
+    raw_key = as_raw_key(key, opt)
 
     def init_fn(params):
         momentum = optax.tree.zeros_like(params) if beta is not None else ()
@@ -170,7 +178,7 @@ def scale_by_majority_vote(
 
     def update_fn(updates, state, params=None):
         del params
-        n, index = _worker_info(axis_name)
+        n, index = worker_axis(opt, axis_name)
         if beta is not None:
             first = state.count == 0
             momentum = jax.tree.map(
@@ -223,13 +231,15 @@ def mv_sign_sgd(
     ``x ← x − η_t sign(Σ_j sign(g^j))``. With ``beta`` each worker votes with the sign of its
     momentum (Signum-MV, Bernstein et al. 2019). Run under a named worker axis.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("mv_sign_sgd", learning_rate)
     return optax.chain(
-        scale_by_majority_vote(
+        _majority_vote(
+            "mv_sign_sgd",
             axis_name=axis_name,
             worker="sign",
             server="sign",
             beta=beta,
+            R=1.0,
             key=key,
             communication=communication,
             tie_break=tie_break,
@@ -251,12 +261,14 @@ def sto_sign_sgd(
 
     Workers send the unbiased stochastic sign ``S_R`` of their gradient (seed 002 Def. 1).
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("sto_sign_sgd", learning_rate)
     return optax.chain(
-        scale_by_majority_vote(
+        _majority_vote(
+            "sto_sign_sgd",
             axis_name=axis_name,
             worker="stochastic",
             server="sign",
+            beta=None,
             R=R,
             key=key,
             communication=communication,
@@ -277,8 +289,13 @@ def scale_by_mvsm(
     tie_break: Literal["zero", "random"] = "zero",
 ) -> optax.GradientTransformation:
     """MVSM direction (seed 002 Algorithm 2): v1 ``sign(1/n Σ S_R(v^j))``, v2 ``S_1(1/n Σ S_R(v^j))``."""
-    version = static_int("version", version, choices=(1, 2))
-    return scale_by_majority_vote(
+    return _mvsm("scale_by_mvsm", beta, version, R, axis_name, key, communication, tie_break)
+
+
+def _mvsm(opt, beta, version, R, axis_name, key, communication, tie_break):
+    version = static_int(opt, "version", version, choices=(1, 2))
+    return _majority_vote(
+        opt,
         axis_name=axis_name,
         worker="stochastic",
         server="sign" if version == 1 else "stochastic",
@@ -310,16 +327,8 @@ def mvsm(
     Under ``optax.inject_hyperparams`` pass ``static_args=("version",)`` or use
     ``heterogeneity.optim.factory("mvsm_v1")`` (``version`` changes the program).
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("mvsm", learning_rate)
     return optax.chain(
-        scale_by_mvsm(
-            beta=beta,
-            version=version,
-            R=R,
-            axis_name=axis_name,
-            key=key,
-            communication=communication,
-            tie_break=tie_break,
-        ),
+        _mvsm("mvsm", beta, version, R, axis_name, key, communication, tie_break),
         optax.scale_by_learning_rate(learning_rate),
     )

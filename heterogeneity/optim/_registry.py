@@ -2,8 +2,9 @@
 
 Every name maps to a public constructor (Optax's own where Optax has the algorithm). ``get``
 validates the name (a typo raises ``ValueError`` with the closest names, via difflib, and the
-full list) and the hyperparameters (unknown ones are listed; values are checked by the
-constructors). ``learning_rate`` is required and may be a schedule.
+full list) and the hyperparameters: unknown or missing ones are listed here; values are checked
+by the constructors themselves (`heterogeneity.optim._validate`, one set of rules, so ``get``
+and a direct call agree). ``learning_rate`` is required and may be a schedule.
 
 ``rotated_<name>`` wraps any other name in `rotated` (seed 003 App. D.2); it takes the inner
 optimizer's hyperparameters plus ``rotation_key`` (int seed, default 0), ``rotation``
@@ -29,18 +30,13 @@ from typing import Any, Callable
 import optax
 
 from heterogeneity import partition as hp
+from heterogeneity.optim import _optax
 from heterogeneity.optim._adaptive import adam_no_bias_correction, adasgd, block_adam, frozen_adam
 from heterogeneity.optim._error_feedback import ef_sign_sgd
-from heterogeneity.optim._majority_vote import mv_sign_sgd, mvsm, sto_sign_sgd
+from heterogeneity.optim._majority_vote import as_raw_key, mv_sign_sgd, mvsm, sto_sign_sgd
 from heterogeneity.optim._rotated import rotated
 from heterogeneity.optim._sign import sign_sgd, signum
 from heterogeneity.optim._sign_l1 import sign_sgd_l1
-from heterogeneity.optim._validate import (
-    check_learning_rate,
-    check_nonnegative,
-    check_positive,
-    check_unit_interval,
-)
 
 __all__ = ["get", "factory", "names", "is_multi_worker", "ROTATED_PREFIX"]
 
@@ -56,27 +52,6 @@ _STRUCTURAL = frozenset(
 )
 
 
-# Generic checks by parameter name, applied to every entry (Optax's constructors do not validate).
-_CHECKS: dict[str, Callable[[str, Any], None]] = {
-    "learning_rate": lambda n, v: check_learning_rate(v, n),
-    "b1": check_unit_interval,
-    "b2": check_unit_interval,
-    "beta": check_unit_interval,
-    "momentum": lambda n, v: v is None or check_unit_interval(n, v),
-    "decay": check_unit_interval,
-    "eps": check_nonnegative,
-    "eps_root": check_nonnegative,
-    "weight_decay": check_nonnegative,
-    "R": check_positive,
-}
-
-
-def _validate(hparams: dict) -> None:
-    for k, v in hparams.items():
-        if k in _CHECKS:
-            _CHECKS[k](k, v)
-
-
 def _per_leaf() -> Any:
     return hp.from_fn(lambda path: path, name="per_leaf")
 
@@ -90,14 +65,14 @@ class _Entry:
 
 
 _ENTRIES: dict[str, _Entry] = {
-    "sgd": _Entry(optax.sgd, {}, dict),
+    "sgd": _Entry(_optax.sgd, {}, dict),
     "signsgd": _Entry(sign_sgd, {}, dict),
     "signsgd_l1": _Entry(sign_sgd_l1, {}, dict),
     "signum": _Entry(signum, {}, dict),
-    "adam": _Entry(optax.adam, {}, dict),
-    "adamw": _Entry(optax.adamw, {}, dict),
-    "rmsprop": _Entry(optax.rmsprop, {}, dict),
-    "lion": _Entry(optax.lion, {}, dict),
+    "adam": _Entry(_optax.adam, {}, dict),
+    "adamw": _Entry(_optax.adamw, {}, dict),
+    "rmsprop": _Entry(_optax.rmsprop, {}, dict),
+    "lion": _Entry(_optax.lion, {}, dict),
     "adasgd": _Entry(adasgd, {}, dict),
     "block_adam": _Entry(block_adam, {}, lambda: {"partition": _per_leaf()}),
     "frozen_adam": _Entry(frozen_adam, {}, dict),
@@ -163,7 +138,8 @@ def factory(name: str, **static: Any) -> Callable[..., optax.GradientTransformat
         inner_params = list(inspect.signature(inner_factory).parameters.values())
 
         def build(rotation_key: Any = 0, **hparams):
-            return rotated(inner_factory(**hparams), rotation_key, rotation=rotation, depth=depth)
+            key = as_raw_key(rotation_key, name, "rotation_key")
+            return rotated(inner_factory(**hparams), key, rotation=rotation, depth=depth)
 
         key_param = inspect.Parameter("rotation_key", inspect.Parameter.KEYWORD_ONLY, default=0)
         return _with_signature(build, inner_params + [key_param])
@@ -192,7 +168,6 @@ def factory(name: str, **static: Any) -> Callable[..., optax.GradientTransformat
         missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in hparams]
         if missing:
             raise ValueError(f"{name}: missing required hyperparameter(s) {missing}")
-        _validate(hparams)
         return entry.fn(**{**numeric_defaults, **hparams, **fixed})
 
     return _with_signature(build, params)
@@ -202,7 +177,8 @@ def get(name: str, **hparams: Any) -> optax.GradientTransformation:
     """The optimizer registered as ``name`` (see `names()`), e.g. ``get("adam", learning_rate=1e-3)``.
 
     Raises ``ValueError`` for an unknown name (with difflib suggestions), an unknown or missing
-    hyperparameter, or an invalid value (negative learning rate, β ∉ [0, 1], eps < 0, R ≤ 0).
+    hyperparameter, or a value out of range, and ``TypeError`` (also a ``ValueError``) for a
+    value of the wrong type: the constructor's own checks (see `heterogeneity.optim._validate`).
     """
     if not isinstance(name, str):
         raise ValueError(f"optimizer name must be a string, got {type(name).__name__}")

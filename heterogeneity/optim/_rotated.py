@@ -36,12 +36,13 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from heterogeneity.optim._majority_vote import as_raw_key
-from heterogeneity.optim._validate import static_int
+from heterogeneity.optim._validate import HyperparameterTypeError, check_choice, static_int
 
 __all__ = ["Rotation", "make_rotation", "rotate", "rotate_transpose", "RotatedState", "rotated"]
 
 _DENSE_MAX = 64
 _HAAR_MAX = 4096
+_ROTATIONS = ("randperm", "permutation", "haar")
 
 
 class Rotation(NamedTuple):
@@ -79,13 +80,14 @@ def make_rotation(
     key: Any, d: int, *, rotation: Literal["randperm", "permutation", "haar"] = "randperm", depth: int = 2
 ) -> Rotation:
     """An exactly orthogonal R on ℝ^d (see the module docstring); ``key`` fixes it."""
-    d = static_int("d", d, minimum=1)
-    depth = static_int("depth", depth, minimum=1)
-    if rotation not in ("randperm", "permutation", "haar"):
-        raise ValueError(f"rotation must be 'randperm', 'permutation' or 'haar', got {rotation!r}")
+    d = static_int("make_rotation", "d", d, minimum=1)
+    depth = static_int("make_rotation", "depth", depth, minimum=1)
+    check_choice("make_rotation", "rotation", rotation, _ROTATIONS)
     if rotation == "haar" and d > _HAAR_MAX:
-        raise ValueError(f"rotation='haar' forms a dense d×d matrix; d={d} > {_HAAR_MAX}, use 'randperm'")
-    return _draw(as_raw_key(key), d, rotation, depth)
+        raise ValueError(
+            f"make_rotation: rotation='haar' forms a dense d×d matrix; d={d} > {_HAAR_MAX}, use 'randperm'"
+        )
+    return _draw(as_raw_key(key, "make_rotation"), d, rotation, depth)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -164,10 +166,13 @@ def rotated(
     ``g̃ = Rᵀ g``, ``(ũ, s) = inner.update(g̃, s, Rᵀx)``, update ``u = R ũ``; hence ``x_t = R x̃_t``
     with ``x̃_t`` the trajectory of ``inner`` on ``L∘R``. ``key`` fixes R (drawn at init).
     """
-    depth = static_int("depth", depth, minimum=1)
-    if rotation not in ("randperm", "permutation", "haar"):
-        raise ValueError(f"rotation must be 'randperm', 'permutation' or 'haar', got {rotation!r}")
-    raw_key = as_raw_key(key)
+    if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+        raise HyperparameterTypeError(
+            f"rotated: inner must be an optax.GradientTransformation, got {type(inner).__name__}"
+        )
+    depth = static_int("rotated", "depth", depth, minimum=1)
+    check_choice("rotated", "rotation", rotation, _ROTATIONS)
+    raw_key = as_raw_key(key, "rotated")
     inner = optax.with_extra_args_support(inner)
     compute = jnp.result_type(float)
 

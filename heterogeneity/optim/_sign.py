@@ -28,7 +28,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from heterogeneity.optim._validate import check_learning_rate, check_unit_interval
+from heterogeneity.optim._validate import (
+    check_bool,
+    check_choice,
+    check_dtype,
+    check_learning_rate,
+    check_unit_interval,
+)
 
 __all__ = ["sign_sgd", "ScaleBySignumState", "scale_by_signum", "signum"]
 
@@ -47,12 +53,14 @@ def sign_sgd(
     ``order="momentum_first"``: ``m_t = μ m_{t−1} + g_t``, ``θ ← θ − η_t sign(m_t)`` (seed 000).
     ``order="sign_first"``: ``m_t = μ m_{t−1} + sign(g_t)``, ``θ ← θ − η_t m_t``.
     """
-    check_learning_rate(learning_rate)
-    if order not in ("momentum_first", "sign_first"):
-        raise ValueError(f"order must be 'momentum_first' or 'sign_first', got {order!r}")
+    opt = "sign_sgd"
+    check_learning_rate(opt, learning_rate)
+    check_choice(opt, "order", order, ("momentum_first", "sign_first"))
+    check_unit_interval(opt, "momentum", momentum, optional=True)
+    check_bool(opt, "nesterov", nesterov)
+    check_dtype(opt, "accumulator_dtype", accumulator_dtype)
     if momentum is None:
         return optax.sign_sgd(learning_rate)
-    check_unit_interval("momentum", momentum)
     trace = optax.trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
     if order == "momentum_first":
         parts = (trace, optax.scale_by_sign())
@@ -79,9 +87,17 @@ def scale_by_signum(
     ``beta`` is Optax's decay; the paper's β is ``1 − beta`` (seed 002 App. E.2 says the same of
     its tuned ``β_1``). ``first_step="zeros"`` starts from ``v_0 = 0`` (``optax.signum``).
     """
-    check_unit_interval("beta", beta)
-    if first_step not in ("gradient", "zeros"):
-        raise ValueError(f"first_step must be 'gradient' or 'zeros', got {first_step!r}")
+    _check_signum("scale_by_signum", beta, first_step, accumulator_dtype)
+    return _scale_by_signum(beta, first_step, accumulator_dtype)
+
+
+def _check_signum(opt, beta, first_step, accumulator_dtype):
+    check_unit_interval(opt, "beta", beta)
+    check_choice(opt, "first_step", first_step, ("gradient", "zeros"))
+    check_dtype(opt, "accumulator_dtype", accumulator_dtype)
+
+
+def _scale_by_signum(beta, first_step, accumulator_dtype):
     if first_step == "zeros":
         return optax.chain(
             optax.ema(beta, debias=False, accumulator_dtype=accumulator_dtype), optax.scale_by_sign()
@@ -115,11 +131,11 @@ def signum(
     ``v_t = beta v_{t−1} + (1 − beta) g_t`` for ``t ≥ 2`` (paper's β = ``1 − beta``).
     ``first_step="zeros"`` gives ``optax.signum`` exactly.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("signum", learning_rate)
+    _check_signum("signum", beta, first_step, accumulator_dtype)
     if first_step == "zeros":
-        check_unit_interval("beta", beta)
         return optax.signum(learning_rate, beta=beta, accumulator_dtype=accumulator_dtype)
     return optax.chain(
-        scale_by_signum(beta, first_step=first_step, accumulator_dtype=accumulator_dtype),
+        _scale_by_signum(beta, first_step, accumulator_dtype),
         optax.scale_by_learning_rate(learning_rate),
     )

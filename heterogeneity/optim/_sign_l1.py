@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from heterogeneity.optim._blocks import block_sum, broadcast_blocks, check_partition
-from heterogeneity.optim._validate import check_learning_rate, check_unit_interval
+from heterogeneity.optim._validate import check_bool, check_dtype, check_learning_rate, check_unit_interval
 
 __all__ = ["scale_by_sign_l1", "sign_sgd_l1"]
 
@@ -48,10 +48,16 @@ def scale_by_sign_l1(
 
     Seed 000 §4.6 (SignSGD (S)). The norm is accumulated in float32 and cast back.
     """
-    check_partition(partition)
+    return _checked_sign_l1("scale_by_sign_l1", partition, momentum, nesterov, accumulator_dtype)
+
+
+def _checked_sign_l1(opt, partition, momentum, nesterov, accumulator_dtype):
+    check_partition(opt, partition)
+    check_unit_interval(opt, "momentum", momentum, optional=True)
+    check_bool(opt, "nesterov", nesterov)
+    check_dtype(opt, "accumulator_dtype", accumulator_dtype)
     if momentum is None:
         return _l1_sign(partition)
-    check_unit_interval("momentum", momentum)
     return optax.chain(
         optax.trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype), _l1_sign(partition)
     )
@@ -69,10 +75,8 @@ def sign_sgd_l1(
 
     ``learning_rate`` is γ_t (a float or schedule); ``partition`` takes the ℓ1 norm per block.
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("sign_sgd_l1", learning_rate)
     return optax.chain(
-        scale_by_sign_l1(
-            partition=partition, momentum=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype
-        ),
+        _checked_sign_l1("sign_sgd_l1", partition, momentum, nesterov, accumulator_dtype),
         optax.scale_by_learning_rate(learning_rate),
     )
