@@ -2,9 +2,12 @@
 
     heterogeneity report [--model gpt] [--data shakespeare] [--checkpoint params.npz] [--out report/]
     heterogeneity sweep --config configs/quadratic_cases.py --out results/quadratic_cases
+    heterogeneity selftest [--quick] [--timeout 120]
 
 With no options, `report` runs on the embedded default (a small GPT on the shipped
-Shakespeare corpus), which is the README's main job.
+Shakespeare corpus), which is the README's main job. Bad arguments are reported as one line
+``heterogeneity <command>: error: ...`` with exit code 2 before any work starts; Ctrl-C exits
+with one line and code 130 (an interrupted report leaves no output behind).
 """
 from __future__ import annotations
 
@@ -14,8 +17,31 @@ import sys
 __all__ = ["main", "build_parser"]
 
 
+class UsageError(Exception):
+    """An argparse error, raised instead of printing usage and exiting (``main`` prints one line)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(self.prog, message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="heterogeneity", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="heterogeneity", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("report", help="gradient heterogeneity, blockwise spectra, JS0, Lambda, l_inf geometry")
@@ -42,11 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, help="output directory; finished runs there are not redone")
     sw.add_argument("--scale", default="laptop", choices=["laptop", "gpu"])
     sw.add_argument("--smoke", action="store_true", help="a few steps per run, to check a config")
+
+    st = sub.add_parser("selftest", help="check this JAX backend's numerics the report relies on")
+    st.add_argument("--quick", action="store_true", help="skip the slow checks")
+    st.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+                    help="limit for the checks run in a subprocess (default: 120)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; return the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"{e.prog}: error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.command == "report":
             from heterogeneity.experiment import report_from_cli
@@ -56,8 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             from heterogeneity.experiment import sweep_from_cli
 
             sweep_from_cli(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"heterogeneity {args.command}: error: {e}", file=sys.stderr)
+        elif args.command == "selftest":
+            from heterogeneity.selftest import main as selftest_main
+
+            return selftest_main(quick=args.quick, timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(f"heterogeneity {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:  # bad input (CLIArgumentError is a ValueError); others keep tracebacks
+        print(f"heterogeneity {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -13,14 +13,16 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from heterogeneity import data as hd
 from heterogeneity import models as hmod
 from heterogeneity import partition as hp
 from heterogeneity.curvature import microbatch
-from heterogeneity.experiment._checkpoint import load_params
+from heterogeneity.experiment._checkpoint import check_checkpoint, load_params
 
-__all__ = ["Setup", "setup", "SETUPS", "make_partition"]
+__all__ = ["Setup", "setup", "SETUPS", "DATA", "make_partition", "data_kind", "check_model_data",
+           "default_batch_size"]
 
 
 class Setup(NamedTuple):
@@ -61,17 +63,55 @@ def make_partition(name: str, params) -> hp.Partition:
     raise ValueError(f"unknown partition {name!r}; choose 'leaf', 'role' or 'layer'")
 
 
-def _data(kind: str, *, seed: int, seq_len: int):
-    if kind == "shakespeare":
-        return "text", hd.load_shakespeare(max_chars=400_000)
-    if kind == "digits":
-        return "digits", None
+DATA = ("digits", "shakespeare", "synthetic")  # named data sets; anything else is a path to a text file
+
+
+def data_kind(data: str) -> str:
+    """``"text"``, ``"digits"`` or ``"synthetic"`` for a data name or a text-file path (reads nothing)."""
+    if data == "shakespeare":
+        return "text"
+    if data in DATA:
+        return data
+    path = Path(data)
+    if path.is_file():
+        return "text"
+    if path.exists():
+        raise ValueError(f"data {data!r} is a directory, not a text file")
+    if path.suffix or "/" in data or "\\" in data:  # meant as a path
+        raise FileNotFoundError(f"data file {data!r}: no such file")
+    raise ValueError(f"unknown data {data!r}; choose from {', '.join(DATA)} or a path to a text file")
+
+
+def check_model_data(model: str, data: str | None = None) -> str:
+    """Check that ``model`` is known and can run on ``data``; return the data kind (reads nothing)."""
+    if model not in SETUPS:
+        raise ValueError(f"unknown model {model!r} for the report; choose from {', '.join(sorted(SETUPS))}")
+    kind = data_kind(data or SETUPS[model]["data"])
+    if kind == "text" and model != "gpt":
+        raise ValueError(f"text data needs the gpt model, got {model!r}")
+    if kind == "synthetic" and model != "transformer":
+        raise ValueError(f"synthetic sequences need the transformer model, got {model!r}")
+    if kind == "digits" and model in ("gpt", "transformer"):
+        raise ValueError(f"{model} needs sequence data, not digits")
+    return kind
+
+
+def default_batch_size(model: str, quick: bool = False) -> int:
+    """The setup's batch size when none is given."""
+    return SETUPS[model]["quick_batch" if quick else "batch"]
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _data(kind: str, data: str, *, seed: int, seq_len: int):
+    if kind == "text":
+        return hd.load_shakespeare(max_chars=400_000) if data == "shakespeare" else hd.load_text(Path(data))
     if kind == "synthetic":
-        return "synthetic", hd.synthetic_sequences("order", key=seed, seq_len=seq_len, vocab_size=16)
-    path = Path(kind)
-    if path.exists() or kind.endswith(".txt"):
-        return "text", hd.load_text(path)
-    raise ValueError(f"unknown data {kind!r}; choose shakespeare, digits, synthetic or a path to a text file")
+        return hd.synthetic_sequences("order", key=seed, seq_len=seq_len, vocab_size=16)
+    return None
 
 
 def setup(
@@ -85,42 +125,55 @@ def setup(
     checkpoint: str | None = None,
     quick: bool = False,
 ) -> Setup:
-    """Build the named setup; params come from ``checkpoint`` (``.npz``) when given."""
-    if model not in SETUPS:
-        raise ValueError(f"unknown model {model!r} for the report; choose from {sorted(SETUPS)}")
+    """Build the named setup; params come from ``checkpoint`` (``.npz``) when given.
+
+    Every argument is checked before any data is read or model built. The batch of the digits
+    and synthetic data is capped at the training-set size; ``microbatches`` must divide it."""
+    kind = check_model_data(model, data)
+    if batch_size is not None:
+        _check_positive("batch_size", batch_size)
+    _check_positive("microbatches", microbatches)
+    requested = batch_size or default_batch_size(model, quick)
+    if requested % microbatches:
+        raise ValueError(f"microbatches={microbatches} does not divide the batch size {requested}")
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
     spec = SETUPS[model]
     cfg = dict(spec["model"], **(spec["quick"] if quick else {}))
-    batch_size = batch_size or (spec["quick_batch"] if quick else spec["batch"])
     key = jax.random.key(seed)
-    kind, source = _data(data or spec["data"], seed=seed, seq_len=cfg.get("max_len", 16))
-    meta = {"model": model, "data": data or spec["data"], "seed": seed, "batch_size": batch_size,
+    source = _data(kind, data or spec["data"], seed=seed, seq_len=cfg.get("max_len", 16))
+    meta = {"model": model, "data": data or spec["data"], "seed": seed, "batch_size": requested,
             "model_config": cfg}
     attention_fn = attention_mask = None
 
+    def restore(params):  # right after the model is built: a mismatch fails before any batch is drawn
+        return params if checkpoint is None else load_params(checkpoint, params)
+
     if kind == "text":
-        if model != "gpt":
-            raise ValueError(f"text data needs the gpt model, got {model!r}")
         net = hmod.build("gpt", vocab_size=source.vocab_size, norm=norm, seed=seed, **cfg)
         apply_fn, params = hmod.functional(net)
+        params = restore(params)
         loss_fn = hmod.lm_loss(apply_fn)
-        batch = source.sample_batch("train", batch_size, cfg["max_len"], key)
+        batch = source.sample_batch("train", requested, cfg["max_len"], key)
         s = cfg["max_len"]
         attention_mask = jnp.tril(jnp.ones((s, s), bool))
     else:
         if kind == "synthetic":
-            if model != "transformer":
-                raise ValueError(f"synthetic sequences need the transformer model, got {model!r}")
             ds = source
             net = hmod.build("transformer", vocab_size=16, num_classes=2, norm=norm, seed=seed, **cfg)
         else:
-            if model in ("gpt", "transformer"):
-                raise ValueError(f"{model} needs sequence data, not digits")
             ds = hd.load_digits(layout="flat" if model == "mlp" else "image", key=seed)
             extra = {} if model in ("cnn", "mlp", "mixer") else {"norm": norm}
             net = hmod.build(model, num_classes=ds.num_classes, seed=seed, **cfg, **extra)
         apply_fn, params = hmod.functional(net)
+        params = restore(params)
         loss_fn = hmod.classification_loss(apply_fn)
-        batch = hd.sample_batch(ds.x_train, ds.y_train, min(batch_size, len(ds.y_train)), key)
+        n_train = len(ds.y_train)
+        if requested > n_train and n_train % microbatches:
+            raise ValueError(f"microbatches={microbatches} does not divide the batch size {n_train} (batch_size "
+                             f"{requested} capped at the {n_train} training examples)")
+        batch = hd.sample_batch(ds.x_train, ds.y_train, min(requested, n_train), key)
+        meta["batch_size"] = min(requested, n_train)
     meta["norm"] = norm
 
     if model in ("gpt", "transformer", "vit"):
@@ -128,7 +181,6 @@ def setup(
             return apply_fn(p, b["x"], return_attention=True)[1]
 
     if checkpoint is not None:
-        params = load_params(checkpoint, params)
         meta["checkpoint"] = str(checkpoint)
     if microbatches > 1:
         batch = microbatch(batch, microbatches)

@@ -13,11 +13,14 @@ formed on the host from the logged norms (`heterogeneity.metrics.gini`, batched 
 logged steps), which keeps sorting out of the step. Shapes never change, so the step
 compiles once.
 
-Divergence. A step whose loss or gradient is not finite leaves parameters and optimizer
-state unchanged (a select inside the step), so the returned parameters are the last finite
-ones. The host checks the losses every ``log_every`` steps (one device sync per check, not
-one per step); at the first non-finite loss the run stops with ``status="diverged"`` and
-``diverged_step`` set, and the history up to that step is kept.
+Divergence. The step carries a device flag ``alive`` (all steps so far finite). A step whose
+loss, gradient or new parameters are not finite clears it, and a step with the flag cleared
+leaves parameters and optimizer state unchanged (a select inside the step), so the steps
+after the first non-finite one and before the next host check are no-ops. The host checks
+the flags every ``log_every`` steps (one device sync per check, not one per step); at the
+first non-finite step ``d`` the run stops with ``status="diverged"``, ``diverged_step=d``
+and the history up to that step, and returns the state after the last finite step ``d-1``:
+bit-identical to a clean run of ``num_steps=d``, whatever ``log_every`` is.
 
 Multi-worker optimizers (majority vote, seed 002 Algorithm 2 and its baselines) are
 simulated on one device with ``num_workers=W``: the batch's leading axis is split into W
@@ -132,10 +135,12 @@ def _gini_of_block_norms(norms: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def _make_step(loss_fn, optimizer, partition, num_workers, axis_name):
-    """The jitted step ``(params, opt_state, batch) -> (params, opt_state, metrics)``."""
+    """The jitted step ``(params, opt_state, alive, batch) -> (params, opt_state, alive, metrics)``.
+
+    ``alive`` is true while every step so far was finite; once cleared the step changes nothing."""
     vg = jax.value_and_grad(loss_fn)
 
-    def step(params, opt_state, batch):
+    def step(params, opt_state, alive, batch):
         if num_workers is None:
             loss, grads = vg(params, batch)
             updates, new_state = optimizer.update(grads, opt_state, params)
@@ -148,7 +153,7 @@ def _make_step(loss_fn, optimizer, partition, num_workers, axis_name):
             grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), worker_grads)
             updates = jax.tree.map(lambda u: u[0], worker_updates)
         new_params = optax.apply_updates(params, updates)
-        ok = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
+        ok = alive & jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
         # keep the last finite iterate; cast back so that the carried types never change (no recompiles)
         keep = lambda new, old: jax.tree.map(functools.partial(_select, ok), new, old)  # noqa: E731
         metrics = {
@@ -159,7 +164,7 @@ def _make_step(loss_fn, optimizer, partition, num_workers, axis_name):
         }
         if partition is not None:  # the Gini is formed on the host from the logged norms (cheaper step)
             metrics["block_norms"] = jnp.sqrt(partition.block_sq_norms(grads))
-        return keep(new_params, params), keep(new_state, opt_state), metrics
+        return keep(new_params, params), keep(new_state, opt_state), ok, metrics
 
     return step
 
@@ -267,8 +272,9 @@ def train(
     if eval_jit is not None:
         run_eval(0)
     step = 0
+    alive = jnp.asarray(True)  # on device: no host sync between checks
     for step in range(num_steps):
-        params, opt_state, metrics = step_fn(params, opt_state, fetch(step))
+        params, opt_state, alive, metrics = step_fn(params, opt_state, alive, fetch(step))
         pending.append((step, metrics))
         at_log = step % log_every == 0 or step == num_steps - 1
         if at_log:
@@ -288,7 +294,7 @@ def train(
     final: dict[str, float] = {"steps": int(steps_run)}
     if status != "diverged" and num_steps > 0:
         if fixed:  # loss and gradient at the final params: one more (compiled) step, update discarded
-            _, _, m = jax.device_get(step_fn(copy(params), copy(opt_state), fetch(steps_run)))
+            _, _, _, m = jax.device_get(step_fn(copy(params), copy(opt_state), jnp.asarray(True), fetch(steps_run)))
             last_loss = float(m["loss"])
             final["final_grad_norm"] = float(m["grad_norm"])
             if "block_norms" in m:

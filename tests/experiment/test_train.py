@@ -157,3 +157,31 @@ def test_weak_typed_params_and_key_state_compile_once():
         res = train(loss_fn, {"a": jnp.ones(2), "b": 1.0}, opt, None, num_steps=4)
         assert res.num_compiles == 1 and res.params["b"].dtype == jnp.float32
     np.testing.assert_allclose(res.params["b"], 0.8 ** 4, rtol=1e-6)  # GD on b²: b ← 0.8 b
+
+
+@pytest.mark.parametrize("donate", [False, True])
+@pytest.mark.parametrize("log_every", [1, 3, 10])
+def test_divergence_returns_state_after_last_finite_step(log_every, donate):
+    """A NaN batch at step d: the returned params/opt state are those after steps 0..d-1, bit for bit
+    (a clean run of num_steps=d), however many finite steps follow before the next host check;
+    with donated buffers too (CPU implements donation)."""
+    d, T = 5, 20
+
+    def loss_fn(w, b):
+        return jnp.sum((w - b["t"]) ** 2) * b["s"]
+
+    def batches(n, bad=None):
+        return iter([{"t": jnp.full((3,), float(i)), "s": jnp.asarray(jnp.nan if i == bad else 1.0)}
+                     for i in range(n)])
+
+    w0 = jnp.zeros(3)
+    res = train(loss_fn, w0, optax.adam(0.1), batches(T, bad=d), num_steps=T, log_every=log_every, donate=donate)
+    clean = train(loss_fn, w0, optax.adam(0.1), batches(d), num_steps=d, log_every=1, donate=donate)
+    assert not w0.is_deleted() and float(jnp.abs(w0).sum()) == 0.0  # the caller's params survive donation
+    assert res.status == "diverged" and res.diverged_step == d and res.final["steps"] == d
+    assert res.num_compiles == 1
+    assert res.history["step"].tolist() == [s for s in range(d) if s % log_every == 0]
+    got_leaves = jax.tree.leaves((res.params, res.opt_state))
+    for got, want in zip(got_leaves, jax.tree.leaves((clean.params, clean.opt_state)), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert int(res.opt_state[0].count) == d  # Adam's step counter: no step after d-1 was applied
