@@ -59,6 +59,8 @@ def test_report_end_to_end_on_toy_model(tmp_path):
     assert labels == list(p.labels(params)) and r["blocks"]["sizes"] == [4, 24, 6, 30]
     assert list(r["spectra"]) == labels  # partition order, not jit's sorted-key order
     assert r["meta"]["num_params"] == 64
+    assert r["meta"]["selftest"].startswith("pass 7/7 (jax "), r["meta"]["selftest"]  # the backend verdict
+    assert "Backend selftest: pass 7/7" in (tmp_path / "report.md").read_text()
     # gradient statistics agree with a direct computation
     g = jax.grad(loss_fn)(params, batch)
     norms = np.sqrt(np.asarray(p.block_sq_norms(g)))
