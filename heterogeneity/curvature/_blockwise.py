@@ -35,11 +35,12 @@ from heterogeneity.curvature._hvp import linearized_hvp
 from heterogeneity.curvature._lanczos import (
     LanczosResult,
     _check_options,
+    check_positive_int,
     gauss_quadrature,
     lanczos_flat,
     ritz,
 )
-from heterogeneity.curvature._slq import PROBES, Spectrum, map_probes, probe_vector
+from heterogeneity.curvature._slq import Spectrum, check_batch_size, check_like, check_probe, map_probes, probe_vector
 from heterogeneity.tree import ravel
 
 PyTree = Any
@@ -50,10 +51,13 @@ __all__ = ["blockwise_slq", "blockwise_slq_matvec", "blockwise_top_eigenvalue", 
 
 class EigenEstimate(NamedTuple):
     """A Ritz value and the bound ``|β_{m+1} s_m|`` on its residual ``‖Hy − θy‖``
-    (an eigenvalue lies within this distance of ``value``)."""
+    (an eigenvalue lies within this distance of ``value``). ``finite`` (bool) is False when
+    a non-finite HVP froze the Lanczos run: ``value``/``error_bound`` then belong to the
+    finite steps before the fault, or are NaN when there were none."""
 
     value: jax.Array
     error_bound: jax.Array
+    finite: jax.Array | bool = True
 
 
 class BlockGroup(NamedTuple):
@@ -145,10 +149,10 @@ def group_matvec(matvec: Callable, like: PyTree, group: BlockGroup, dtype) -> Ca
 def _blockwise_lanczos(matvec, like, key, *, partition, num_steps, num_probes, reortho, probe, dtype,
                        batch_size, post: Callable[[LanczosResult], Any]) -> dict[str, Any]:
     _check_options(num_steps, reortho, dtype)
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    num_probes = check_positive_int(num_probes, "num_probes")
+    check_probe(probe)
+    check_batch_size(batch_size)
+    check_like(like)
     vdt = ravel(like)[0].dtype
 
     out: dict[str, Any] = {}
@@ -192,7 +196,8 @@ def blockwise_slq(
     """SLQ of every diagonal Hessian block ``H_bb`` (seed 001 App. C.2 Alg. 5, D.1).
 
     Returns ``{label: Spectrum}`` (partition order; a jitted call returns sorted keys), each of shape
-    (num_probes, num_steps); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
+    (num_probes, num_steps) with its own ``finite`` flag (False when an HVP of that block was
+    non-finite, e.g. NaN in the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
     nodes are eigenvalues of H_bb, its weights the probe's). One linearization, one compiled program.
     ``batch`` may be `MicroBatched`. ``batch_size`` chunks the (block, probe) pairs.
     """
@@ -207,18 +212,21 @@ def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=100, num_pro
     """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``."""
 
     def post(res):
-        return Spectrum(*gauss_quadrature(res))
+        nodes, weights = gauss_quadrature(res)
+        return Spectrum(nodes, weights, res.finite)
 
-    return _blockwise_lanczos(matvec, like, key, partition=partition, num_steps=num_steps,
-                              num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
-                              batch_size=batch_size, post=post)
+    out = _blockwise_lanczos(matvec, like, key, partition=partition, num_steps=num_steps,
+                             num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
+                             batch_size=batch_size, post=post)
+    return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
 
 
 def _top(res: LanczosResult, absolute: bool) -> EigenEstimate:
     vals, _, last = ritz(res)
     i = jnp.argmax(jnp.abs(vals) if absolute else vals)
     v = jnp.abs(vals[i]) if absolute else vals[i]
-    return EigenEstimate(v, jnp.abs(res.residual * last[i]))
+    bound = jnp.where(res.size > 0, jnp.abs(res.residual * last[i]), jnp.nan)
+    return EigenEstimate(v, bound, res.finite)
 
 
 def blockwise_top_eigenvalue(

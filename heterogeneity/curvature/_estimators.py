@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from heterogeneity.curvature._blockwise import EigenEstimate, _top, block_packing, group_matvec
-from heterogeneity.curvature._lanczos import lanczos_flat
-from heterogeneity.curvature._slq import map_probes
+from heterogeneity.curvature._lanczos import _check_options, check_positive_int, lanczos_flat
+from heterogeneity.curvature._slq import check_batch_size, check_like, map_probes
 from heterogeneity.tree import ravel
 
 PyTree = Any
@@ -32,20 +32,25 @@ __all__ = ["EigenEstimate", "TraceEstimate", "L11Estimate", "top_eigenvalue", "s
 
 
 class TraceEstimate(NamedTuple):
-    """Hutchinson estimate of ``tr H`` and its standard error (std of samples / √n)."""
+    """Hutchinson estimate of ``tr H`` and its standard error (std of samples / √n).
+    ``finite`` (bool) is False when some HVP was non-finite (the estimate is then NaN/inf)."""
 
     trace: jax.Array
     stderr: jax.Array
+    finite: jax.Array | bool = True
 
 
 class L11Estimate(NamedTuple):
-    """``value`` ≈ ‖H‖_{1,1}; ``row_sums`` (shaped like the params) ≈ ``Σ_k |H_ik|`` per row."""
+    """``value`` ≈ ‖H‖_{1,1}; ``row_sums`` (shaped like the params) ≈ ``Σ_k |H_ik|`` per row.
+    ``finite`` (bool) is False when some HVP was non-finite (value/row sums not trustworthy)."""
 
     value: jax.Array
     row_sums: PyTree
+    finite: jax.Array | bool = True
 
 
 def _flat_matvec(matvec, like):
+    check_like(like)
     flat, unravel = ravel(like)
 
     def mv(x):
@@ -54,12 +59,12 @@ def _flat_matvec(matvec, like):
     return flat, unravel, mv
 
 
-def _check_probes(num_probes, name="num_probes"):
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"{name} must be a positive int, got {num_probes!r}")
+def _check_probes(num_probes, name="num_probes") -> int:
+    return check_positive_int(num_probes, name)
 
 
 def _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute):
+    _check_options(num_steps, reortho, dtype)
     flat, _, mv = _flat_matvec(matvec, like)
     v0 = jax.random.normal(key, flat.shape, flat.dtype)
     res = lanczos_flat(mv, v0, num_steps, reortho=reortho, dtype=dtype)
@@ -82,7 +87,8 @@ def spectral_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_steps: 
 def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 100,
                      batch_size: int | None = None) -> TraceEstimate:
     """``tr H ≈ (1/n) Σ zᵀHz`` with Rademacher ``z`` (seed 001 App. C.2 Step 1)."""
-    _check_probes(num_probes)
+    num_probes = _check_probes(num_probes)
+    check_batch_size(batch_size)
     flat, _, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -91,7 +97,7 @@ def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_prob
 
     samples = map_probes(one, jax.random.split(key, num_probes), batch_size)
     std = jnp.std(samples, ddof=1) if num_probes > 1 else jnp.zeros((), samples.dtype)
-    return TraceEstimate(jnp.mean(samples), std / jnp.sqrt(num_probes))
+    return TraceEstimate(jnp.mean(samples), std / jnp.sqrt(num_probes), jnp.all(jnp.isfinite(samples)))
 
 
 def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 50,
@@ -101,7 +107,8 @@ def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int 
     ``num_probes`` HVPs against i.i.d. standard Cauchy vectors; row-wise median of their
     absolute values, summed over rows (50 probes as in seed 003).
     """
-    _check_probes(num_probes)
+    num_probes = _check_probes(num_probes)
+    check_batch_size(batch_size)
     flat, unravel, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -109,7 +116,7 @@ def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int 
 
     hv = map_probes(one, jax.random.split(key, num_probes), batch_size)
     rows = jnp.median(hv, axis=0)
-    return L11Estimate(jnp.sum(rows), unravel(rows))
+    return L11Estimate(jnp.sum(rows), unravel(rows), jnp.all(jnp.isfinite(hv)))
 
 
 def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition, num_probes: int = 50,
@@ -119,9 +126,12 @@ def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition
     ``diagonal=False``: ``Σ_{i∈b} Σ_k |H_ik|`` (rows of block b against all columns; one set
     of ``num_probes`` full HVPs serves every block). ``diagonal=True``: ``‖H_bb‖_{1,1}``
     (probes confined to block b, ``num_blocks · num_probes`` HVPs vmapped over packed
-    blocks, chunked by ``batch_size``).
+    blocks, chunked by ``batch_size``). A non-finite HVP gives NaN for the blocks it touches
+    (no flag here: the result is a plain dict of arrays; check with ``jnp.isfinite``).
     """
-    _check_probes(num_probes)
+    num_probes = _check_probes(num_probes)
+    check_batch_size(batch_size)
+    check_like(like)
     labels = partition.labels(like)
     if not diagonal:
         est = l11_norm(matvec, like, key, num_probes=num_probes, batch_size=batch_size)

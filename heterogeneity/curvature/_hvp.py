@@ -107,10 +107,28 @@ def mean_loss(loss_fn: Callable, params: PyTree, batch: PyTree) -> jax.Array:
     return total
 
 
+def check_params(params: PyTree, name: str = "params") -> None:
+    """Every leaf must be floating (or complex): integer/bool leaves cannot be differentiated."""
+    named = jax.tree_util.tree_leaves_with_path(params)
+    if not named:
+        raise ValueError(f"{name} has no array leaves")
+    for path, x in named:
+        dt = jnp.result_type(x)
+        if not jnp.issubdtype(dt, jnp.inexact):
+            where = jax.tree_util.keystr(path) or "<root>"
+            raise ValueError(f"{name} leaf {where} has dtype {dt}: the Hessian needs floating-point params "
+                             "(integer/bool leaves cannot be differentiated; cast them, or close over them in "
+                             "loss_fn instead of passing them as params)")
+
+
 def _check_tangent(params: PyTree, tangent: PyTree) -> None:
     ps, ts = jax.tree.structure(params), jax.tree.structure(tangent)
     if ps != ts:
         raise ValueError(f"hvp: tangent must have the structure of params; params {ps}, tangent {ts}")
+    for (path, p), t in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(tangent)):
+        if tuple(jnp.shape(p)) != tuple(jnp.shape(t)):
+            raise ValueError(f"hvp: tangent leaf {jax.tree_util.keystr(path) or '<root>'} has shape "
+                             f"{tuple(jnp.shape(t))}, but the params leaf has shape {tuple(jnp.shape(p))}")
 
 
 def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, tangent: PyTree) -> PyTree:
@@ -118,7 +136,11 @@ def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, tangent: PyTree) -> Py
 
     ``batch`` may be a `MicroBatched`: the HVP is then the weighted average of the
     micro-batch HVPs, accumulated by one `lax.scan` (peak memory of one micro-batch).
+    Raises `ValueError` for integer params (naming the leaf) or a tangent whose structure or
+    leaf shapes differ from the params. A NaN/inf batch or loss gives a non-finite HVP (the
+    estimators built on it report that in their ``finite`` flag).
     """
+    check_params(params)
     _check_tangent(params, tangent)
     tangent = jax.tree.map(lambda t, p: jnp.asarray(t, jnp.result_type(p)), tangent, params)
     if not isinstance(batch, MicroBatched):
@@ -150,6 +172,7 @@ def linearized_hvp(loss_fn: Callable, params: PyTree, batch: PyTree) -> Callable
             return hvp(loss_fn, params, batch, v)
 
         return matvec
+    check_params(params)
     _, jvp_fn = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
 
     def matvec(v):

@@ -21,6 +21,14 @@ exactly 0); when no such vector is left (the whole space is spanned) or in ``"no
 the run freezes: later ``α, β`` are 0 and ``size`` counts the valid steps. Restart vectors
 are a fixed pseudo-random hash of (index, step): deterministic, no key needed.
 
+Non-finite values (a NaN/inf in the batch or the loss, an overflowing HVP) never propagate
+into ``T``: a step whose ``α`` or residual norm is not finite is not recorded, the run freezes
+as at a breakdown (``size`` counts the finite steps before it) and ``finite`` is False. The
+first ``size`` entries then still form a valid tridiagonal (the Gauss quadrature of the steps
+before the fault); with ``size == 0`` (the very first HVP, or ``v0``, was non-finite) the
+quadrature and Ritz values are NaN. ``finite`` is a traced bool: check it after the call
+(values are traced, so nothing can raise inside `jax.jit`).
+
 Recurrence scalars (dot products, ``α``, ``β``, ``T``) run in ``dtype`` (e.g.
 ``jnp.float64`` inside ``jax.enable_x64(True)``) while vectors keep their own dtype.
 """
@@ -45,19 +53,28 @@ _HI = jax.lax.Precision.HIGHEST
 class LanczosResult(NamedTuple):
     """``diag`` α (m,), ``offdiag`` β (m−1,), ``residual`` β_{m+1} (the norm of the next
     residual, for Ritz error bounds), ``size`` the number of valid steps (int32; entries
-    past it are 0), ``basis`` the Lanczos vectors (leading axis m; None unless asked)."""
+    past it are 0), ``basis`` the Lanczos vectors (leading axis m; None unless asked),
+    ``finite`` (bool) False when a non-finite HVP/recurrence value froze the run (see the
+    module docstring; ``residual`` is then that of the last finite step)."""
 
     diag: jax.Array
     offdiag: jax.Array
     residual: jax.Array
     size: jax.Array
     basis: Any = None
+    finite: jax.Array | bool = True
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int, or a `ValueError` naming ``name`` (bools and non-integers refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def _check_options(num_steps, reortho, dtype):
-    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-    if reortho not in REORTHO_MODES:
+    check_positive_int(num_steps, "num_steps")
+    if not isinstance(reortho, str) or reortho not in REORTHO_MODES:
         raise ValueError(f"reortho must be one of {REORTHO_MODES}, got {reortho!r}")
     if dtype is not None:
         want = jnp.dtype(dtype)
@@ -124,17 +141,27 @@ def lanczos_flat(
         return r if support is None else r * support.astype(vdt)
 
     n0 = jnp.sqrt(_dot(v0, v0, sdt))
+    finite0 = jnp.isfinite(n0)  # a NaN/inf start vector: freeze before the first step
     bad0 = ~(n0 > 0)
-    v = jnp.where(bad0, restart(m), v0)
+    v = jnp.where(bad0 | ~finite0, restart(m), v0)
     v = (v / jnp.sqrt(_dot(v, v, sdt)).astype(vdt))
+    v = jnp.where(finite0, v, jnp.zeros_like(v))
     basis = jnp.zeros((m if full else 1, d), vdt).at[0].set(v)
 
     def step(j, state):
-        v, v_prev, beta_prev, basis, alphas, betas, size, done, scale = state
+        v, v_prev, beta_prev, basis, alphas, betas, size, done, scale, finite = state
         w = matvec(v)
         alpha = _dot(w, v, sdt)
         w = w - alpha.astype(vdt) * v - beta_prev.astype(vdt) * v_prev
         nw = jnp.sqrt(_dot(w, w, sdt))
+        # a non-finite HVP (NaN/inf batch or loss, overflow) shows up in α or ‖w‖: freeze here,
+        # record nothing for this step, and clear `finite` (only while the run is live)
+        fault = ~(jnp.isfinite(alpha) & jnp.isfinite(nw))
+        fault_live = fault & ~done
+        finite = finite & ~fault_live
+        alpha = jnp.where(fault, 0.0, alpha).astype(sdt)
+        nw = jnp.where(fault, 0.0, nw).astype(sdt)
+        w = jnp.where(fault, jnp.zeros_like(w), w)
         scale = jnp.maximum(scale, jnp.abs(alpha) + beta_prev + nw)
         brk = nw <= tol * scale
         if full:
@@ -143,16 +170,19 @@ def lanczos_flat(
             nu = jnp.sqrt(_dot(u, u, sdt))
             nr = jnp.sqrt(_dot(r, r, sdt))
             # restart exhausted (r lies in span(basis)) or everything lost to reortho: freeze
-            stop = jnp.where(brk, nu <= tol * nr, nu <= tol * scale)
+            stop = jnp.where(brk, nu <= tol * nr, nu <= tol * scale) | fault
             beta = jnp.where(brk | stop, 0.0, nu).astype(sdt)
         else:
             u, nu = w, nw
-            stop = brk
+            stop = brk | fault
             beta = jnp.where(stop, 0.0, nu).astype(sdt)
         v_next = jnp.where(stop, jnp.zeros_like(u), u / jnp.where(stop, 1.0, nu).astype(vdt))
-        live = ~done
+        live = ~done & ~fault
         alphas = alphas.at[j].set(jnp.where(live, alpha, 0.0))
-        betas = betas.at[j].set(jnp.where(live, jnp.where(j < m - 1, beta, nu), 0.0))
+        # the last entry is the residual norm β_{m+1} (Ritz error bounds): on a breakdown that
+        # is ‖w‖ ≈ 0, not the norm of the restart vector
+        last_res = jnp.where(brk, nw, nu) if full else nu
+        betas = betas.at[j].set(jnp.where(live, jnp.where(j < m - 1, beta, last_res), 0.0))
         size = size + live.astype(jnp.int32)
         new_done = done | stop
         if full:
@@ -163,14 +193,19 @@ def lanczos_flat(
         v_prev_n = jnp.where(new_done, jnp.zeros_like(v), v)
         v_n = jnp.where(new_done, jnp.zeros_like(v), v_next)
         beta_prev_n = jnp.where(new_done, 0.0, beta).astype(sdt)
-        return (v_n, v_prev_n, beta_prev_n, basis, alphas, betas, size, new_done, scale)
+        return (v_n, v_prev_n, beta_prev_n, basis, alphas, betas, size, new_done, scale, finite)
 
     zero = jnp.zeros((), sdt)
     init = (v, jnp.zeros_like(v), zero, basis, jnp.zeros((m,), sdt), jnp.zeros((m,), sdt),
-            jnp.zeros((), jnp.int32), jnp.zeros((), bool), zero)
-    _, _, _, basis, alphas, betas, size, done, _ = jax.lax.fori_loop(0, m, step, init)
+            jnp.zeros((), jnp.int32), ~finite0, zero, finite0)
+    _, _, _, basis, alphas, betas, size, done, _, finite = jax.lax.fori_loop(0, m, step, init)
     residual = jnp.where(done, 0.0, betas[m - 1]).astype(sdt)
-    return LanczosResult(alphas, betas[: m - 1], residual, size, basis if return_basis else None)
+    # frozen by a fault after `size` finite steps: β_{size+1} (recorded at the last finite
+    # step) is the residual of that prefix; nothing is known with size == 0
+    last = betas[jnp.maximum(size - 1, 0)]
+    residual = jnp.where(finite, residual, jnp.where(size > 0, last, jnp.nan)).astype(sdt)
+    betas = jnp.where(finite | (jnp.arange(m) < size - 1), betas, 0.0).astype(sdt)  # entries past size: 0
+    return LanczosResult(alphas, betas[: m - 1], residual, size, basis if return_basis else None, finite)
 
 
 def lanczos(
@@ -211,7 +246,8 @@ def tridiagonal(res: LanczosResult) -> jax.Array:
 def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Ritz values of the valid ``size × size`` block of ``T`` (ascending) with the first and
     last components of their eigenvectors; entries past ``size`` repeat the largest valid
-    value and have zero components.
+    value and have zero components. With ``size == 0`` (a run frozen by a non-finite first
+    HVP, ``finite`` False) the values are NaN and the components 0.
 
     The valid block is isolated with static shapes by a sentinel above every eigenvalue on
     the unused diagonal, so its eigenpairs sort last.
@@ -228,7 +264,7 @@ def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
     evals, evecs = jnp.linalg.eigh(t)
     first = jnp.where(valid, evecs[0], 0.0)
     last = jnp.where(valid, evecs[jnp.maximum(size - 1, 0)], 0.0)
-    top = evals[jnp.maximum(size - 1, 0)]
+    top = jnp.where(size > 0, evals[jnp.maximum(size - 1, 0)], jnp.nan)
     return jnp.where(valid, evals, top), first, last
 
 
@@ -237,8 +273,11 @@ def gauss_quadrature(res: LanczosResult) -> tuple[jax.Array, jax.Array]:
 
     Nodes are the eigenvalues of the valid block of ``T`` (ascending), weights the squared
     first components of its eigenvectors (summing to 1). Entries past ``size`` get weight 0
-    and repeat the largest valid node, so ranges and moments are unaffected.
+    and repeat the largest valid node, so ranges and moments are unaffected. With
+    ``size == 0`` (nothing finite to build on, ``res.finite`` False) the nodes are NaN and the
+    weights ``(1, 0, ..., 0)``, so NaN reaches every range, moment and density built on them.
     """
     nodes, first, _ = ritz(res)
     w = first**2
-    return nodes, w / jnp.sum(w)
+    e0 = (jnp.arange(w.shape[0]) == 0).astype(w.dtype)
+    return nodes, jnp.where(res.size > 0, w / jnp.where(res.size > 0, jnp.sum(w), 1.0), e0)

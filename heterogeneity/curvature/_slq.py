@@ -18,8 +18,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from heterogeneity.curvature._lanczos import gauss_quadrature, lanczos_flat
-from heterogeneity.tree import ravel
+from heterogeneity.curvature._lanczos import _check_options, check_positive_int, gauss_quadrature, lanczos_flat
+from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
 
@@ -30,14 +30,24 @@ PROBES = ("rademacher", "normal")
 
 class Spectrum(NamedTuple):
     """Gauss quadratures of the probes: ``nodes`` and ``weights`` of shape
-    (num_probes, num_steps); each probe's weights sum to 1 (unused steps: weight 0)."""
+    (num_probes, num_steps); each probe's weights sum to 1 (unused steps: weight 0).
+
+    ``finite`` (a bool array, or True for a hand-built spectrum): False when a non-finite
+    HVP (NaN/inf in the batch or loss) froze some probe's Lanczos run. That probe's
+    quadrature then covers only its finite steps, or is NaN when its first HVP already was
+    non-finite (see `heterogeneity.curvature.lanczos`). Check it: values are traced, so a
+    jitted call cannot raise on them.
+    """
 
     nodes: jax.Array
     weights: jax.Array
+    finite: jax.Array | bool = True
 
 
 def probe_vector(key: jax.Array, d: int, dtype, probe: str = "rademacher", support=None) -> jax.Array:
     """A unit probe of length ``d`` (zero outside ``support`` when given)."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"probe vectors need a floating dtype, got {jnp.dtype(dtype)}")
     if probe == "rademacher":
         u = jax.random.rademacher(key, (d,), dtype=dtype)
     elif probe == "normal":
@@ -53,9 +63,33 @@ def map_probes(fn: Callable, xs, batch_size: int | None):
     """``vmap(fn)(xs)``, or `lax.map` in chunks of ``batch_size`` (bounded memory)."""
     if batch_size is None:
         return jax.vmap(fn)(xs)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    return jax.lax.map(fn, xs, batch_size=batch_size)
+    check_batch_size(batch_size)
+    return jax.lax.map(fn, xs, batch_size=int(batch_size))
+
+
+def check_batch_size(batch_size) -> None:
+    if batch_size is not None:
+        try:
+            check_positive_int(batch_size, "batch_size")
+        except ValueError:
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}") from None
+
+
+def check_probe(probe) -> None:
+    if not isinstance(probe, str) or probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+
+
+def check_like(like, name: str = "like") -> None:
+    """The vectors of a matvec must be real floating pytrees with at least one leaf."""
+    named = leaves_with_paths(like)
+    if not named:
+        raise ValueError(f"{name} has no array leaves")
+    for path, x in named:
+        dt = jnp.result_type(x)
+        if not jnp.issubdtype(dt, jnp.floating):
+            raise ValueError(f"{name} leaf {path or '<root>'!r} has dtype {dt}; curvature vectors must be "
+                             "real floating point (cast integer/bool leaves, or leave them out of the pytree)")
 
 
 def slq(
@@ -75,12 +109,15 @@ def slq(
     ``like``: a pytree with the structure/dtypes of the vectors ``matvec`` takes (e.g. the
     params). ``reortho``: "full" (exact Ritz values) or "none" (basis-free, at the HVP
     floor; fine for densities, see `lanczos`). ``dtype``: recurrence scalar dtype.
-    Use `density` to turn the result into a blurred spectral density.
+    Use `density` to turn the result into a blurred spectral density. ``Spectrum.finite`` is
+    False when an HVP was non-finite (e.g. NaN in the batch); bad arguments raise
+    `ValueError` naming them.
     """
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
+    num_probes = check_positive_int(num_probes, "num_probes")
+    _check_options(num_steps, reortho, dtype)
+    check_probe(probe)
+    check_batch_size(batch_size)
+    check_like(like)
     flat, unravel = ravel(like)
     d = flat.shape[0]
 
@@ -90,7 +127,7 @@ def slq(
     def one(k):
         v0 = probe_vector(k, d, flat.dtype, probe)
         res = lanczos_flat(mv, v0, num_steps, reortho=reortho, dtype=dtype)
-        return gauss_quadrature(res)
+        return (*gauss_quadrature(res), res.finite)
 
-    nodes, weights = map_probes(one, jax.random.split(key, num_probes), batch_size)
-    return Spectrum(nodes, weights)
+    nodes, weights, finite = map_probes(one, jax.random.split(key, num_probes), batch_size)
+    return Spectrum(nodes, weights, jnp.all(finite))

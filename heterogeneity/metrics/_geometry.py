@@ -33,6 +33,7 @@ value from blockwise estimates (all with a per-x caveat: Definition 3.9 takes su
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -42,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 
 from heterogeneity import curvature as hc
 from heterogeneity import partition as hp
+from heterogeneity.curvature._lanczos import check_positive_int
 from heterogeneity.metrics._lambda import block_hessian_norms
 
 PyTree = Any
@@ -141,27 +143,45 @@ def _blocks(ids: np.ndarray, num: int) -> list[np.ndarray]:
     return [np.flatnonzero(ids == b) for b in range(num)]
 
 
-@jax.jit
-def _masked_block_geometry(h, masks):
-    """(1,1)-norm and ‖·‖₂ of every diagonal block, as masked (d, d) matrices (one program)."""
+def _block_index(ids: np.ndarray, num: int) -> tuple[np.ndarray, np.ndarray]:
+    """Static gather of every block: ``index[b, :d_b]`` its coordinates (ascending), padding
+    repeats coordinate 0 and is masked by ``valid``; width ``max_b d_b``."""
+    members = _blocks(ids, num)
+    width = max(len(m) for m in members)
+    index = np.zeros((num, width), np.int32)
+    valid = np.zeros((num, width), bool)
+    for b, m in enumerate(members):
+        index[b, : len(m)] = m
+        valid[b, : len(m)] = True
+    return index, valid
 
-    def one(m):
-        hb = h * m[:, None] * m[None, :]  # H_bb padded with zeros: same nonzero spectrum
+
+def _gather_block(h, ri, rv, ci, cv):
+    """``H[rows, cols]`` of one block pair, zero padded to (width, width): zero rows and
+    columns add only zero eigen/singular values, so ‖·‖₂ and Σ|·| are those of the block."""
+    return jnp.where(rv[:, None] & cv[None, :], h[ri[:, None], ci[None, :]], 0)
+
+
+@jax.jit
+def _block_geometry(h, index, valid):
+    """(1,1)-norm and ‖·‖₂ of every diagonal block (one program, batched ``eigvalsh`` on
+    (B, w, w) padded blocks, w the largest block: cost B·w³, not B·d³)."""
+
+    def one(i, v):
+        hb = _gather_block(h, i, v, i, v)
         return jnp.sum(jnp.abs(hb)), jnp.max(jnp.abs(jnp.linalg.eigvalsh(hb)))
 
-    return jax.vmap(one)(masks)
+    return jax.vmap(one)(index, valid)
 
 
 @jax.jit
-def _masked_block_norms(h, masks):
-    def one(mi, mj):
-        return jnp.linalg.svd(h * mi[:, None] * mj[None, :], compute_uv=False)[0]
+def _block_norms(h, index, valid):
+    """(B, B) largest singular values of the padded blocks H_bb' (batched ``svd``, B²·w³)."""
 
-    return jax.vmap(lambda mi: jax.vmap(lambda mj: one(mi, mj))(masks))(masks)
+    def one(ri, rv, ci, cv):
+        return jnp.linalg.svd(_gather_block(h, ri, rv, ci, cv), compute_uv=False)[0]
 
-
-def _masks(ids: np.ndarray, num: int, dtype) -> jax.Array:
-    return jnp.asarray(ids[None, :] == np.arange(num)[:, None], dtype)
+    return jax.vmap(lambda ri, rv: jax.vmap(lambda ci, cv: one(ri, rv, ci, cv))(index, valid))(index, valid)
 
 
 def blockwise_linf_geometry(
@@ -169,15 +189,15 @@ def blockwise_linf_geometry(
 ) -> BlockLinfGeometry:
     """`linf_geometry` of every diagonal block H_bb (``block_ids``: (d,) ints, e.g. `Partition.flat_block_ids`).
 
-    All blocks are processed by one compiled program on zero-padded (d, d) copies, so it
-    suits the small dense Hessians this module is for (cost B·d³).
+    All blocks are processed by one compiled program on zero-padded (w, w) copies, w the
+    largest block (cost B·w³), compiled once per (d, B, w).
     """
     h = _check_hessian(hessian)
     ids, num = _check_ids(block_ids, h.shape[0])
     labels = tuple(str(i) for i in range(num)) if labels is None else tuple(labels)
     if len(labels) != num:
         raise ValueError(f"labels: expected {num} labels, got {len(labels)}")
-    l11, spec = _masked_block_geometry(h, _masks(ids, num, h.dtype))
+    l11, spec = _block_geometry(h, *(jnp.asarray(x) for x in _block_index(ids, num)))
     sizes = jnp.asarray(np.bincount(ids, minlength=num), l11.dtype)
     return BlockLinfGeometry(l11, spec, sizes, *_geometry(l11, spec, sizes), labels)
 
@@ -186,7 +206,7 @@ def block_norm_matrix(hessian: jax.Array, block_ids: np.ndarray | Sequence[int])
     """(B, B) matrix of block operator norms ‖H_bb'‖₂ (largest singular value) of a dense Hessian."""
     h = _check_hessian(hessian)
     ids, num = _check_ids(block_ids, h.shape[0])
-    return _masked_block_norms(h, _masks(ids, num, h.dtype))
+    return _block_norms(h, *(jnp.asarray(x) for x in _block_index(ids, num)))
 
 
 def phi_smoothness_bounds(
@@ -357,6 +377,25 @@ def dense_linf_report(loss_fn, params: PyTree, batch: PyTree, *, partition: hp.P
                       _bracket(phi_smoothness(hn, "adasgd")))
 
 
+@functools.partial(jax.jit, static_argnames=("loss_fn", "partition", "num_probes", "num_steps"))
+def _estimate_linf_run(params, batch, key, *, loss_fn, partition, num_probes, num_steps):
+    """All estimators of `estimate_linf_report` in one program, compiled once per
+    (loss_fn, partition, num_probes, num_steps) and shapes (static args hash by identity)."""
+    k_l11, k_spec, k_blocks, k_bl11 = jax.random.split(key, 4)
+    matvec = hc.linearized_hvp(loss_fn, params, batch)
+    l11 = hc.l11_norm(matvec, params, k_l11, num_probes=num_probes)
+    spec = hc.spectral_norm(matvec, params, k_spec, num_steps=num_steps)
+    rows, _ = ravel_pytree(l11.row_sums)
+    norms = block_hessian_norms(loss_fn, params, batch, k_blocks, partition=partition, num_steps=num_steps)
+    bl11 = hc.block_l11_norms(matvec, params, k_bl11, partition=partition, num_probes=num_probes, diagonal=True)
+    # non-finite HVPs (NaN/inf batch or loss): NaN rather than a plausible-looking number
+    nan = jnp.asarray(jnp.nan, l11.value.dtype)
+    l11_value = jnp.where(l11.finite, l11.value, nan)
+    spec_value = jnp.where(spec.finite, spec.value, jnp.asarray(jnp.nan, spec.value.dtype))
+    rows = jnp.where(l11.finite, rows, jnp.asarray(jnp.nan, rows.dtype))
+    return l11_value, spec_value, rows, norms, bl11
+
+
 def estimate_linf_report(
     loss_fn,
     params: PyTree,
@@ -386,17 +425,10 @@ def estimate_linf_report(
     ids = partition.flat_block_ids(params)
     sizes_np = np.asarray(partition.layout(params).sizes, np.float64)
 
-    def run(params, batch, key):  # one compiled program for all estimators
-        k_l11, k_spec, k_blocks, k_bl11 = jax.random.split(key, 4)
-        matvec = hc.linearized_hvp(loss_fn, params, batch)
-        l11 = hc.l11_norm(matvec, params, k_l11, num_probes=num_probes)
-        spec = hc.spectral_norm(matvec, params, k_spec, num_steps=num_steps).value
-        rows, _ = ravel_pytree(l11.row_sums)
-        norms = block_hessian_norms(loss_fn, params, batch, k_blocks, partition=partition, num_steps=num_steps)
-        bl11 = hc.block_l11_norms(matvec, params, k_bl11, partition=partition, num_probes=num_probes, diagonal=True)
-        return l11.value, spec, rows, norms, bl11
-
-    l11_value, spec, rows, norms, bl11 = jax.jit(run)(params, batch, key)
+    num_probes = check_positive_int(num_probes, "num_probes")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    l11_value, spec, rows, norms, bl11 = _estimate_linf_run(params, batch, key, loss_fn=loss_fn, partition=partition,
+                                                            num_probes=num_probes, num_steps=num_steps)
     dt = jnp.result_type(rows, jnp.float32)
     l11_value, spec = jnp.asarray(l11_value, dt), jnp.asarray(spec, dt)
     dim = jnp.asarray(rows.shape[0], dt)

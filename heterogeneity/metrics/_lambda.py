@@ -20,6 +20,7 @@ problem. `block_hessian_norms` is the thin wrapper that gets them from
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -28,6 +29,7 @@ import numpy as np
 
 from heterogeneity import curvature as hc
 from heterogeneity import partition as hp
+from heterogeneity.curvature._lanczos import check_positive_int
 
 PyTree = Any
 
@@ -147,6 +149,15 @@ def lambda_norms(
     return weighted_hessian_norms(g2, h, jnp.asarray(sizes, g2.dtype))
 
 
+@functools.partial(jax.jit, static_argnames=("loss_fn", "partition", "num_steps", "reortho"))
+def _block_hessian_norms(params, batch, key, *, loss_fn, partition, num_steps, reortho):
+    spectra = hc.blockwise_slq(loss_fn, params, batch, key, partition=partition, num_steps=num_steps,
+                               num_probes=1, reortho=reortho)
+    # a non-finite HVP (NaN/inf batch or loss) gives NaN, never a plausible-looking norm
+    return {label: jnp.where(s.finite, jnp.max(jnp.where(s.weights > 0, jnp.abs(s.nodes), 0.0)), jnp.nan)
+            for label, s in spectra.items()}
+
+
 def block_hessian_norms(
     loss_fn: Callable,
     params: PyTree,
@@ -163,12 +174,16 @@ def block_hessian_norms(
     probe): Ritz values lie inside [λ_min, λ_max], so this is a lower bound that
     converges to max(λ_max, −λ_min) from both ends at once (exact once num_steps ≥ d_b).
     Seed 000 App. C.2 uses power iteration per block for the same quantity.
-    ``batch`` may be a `curvature.MicroBatched`.
+    ``batch`` may be a `curvature.MicroBatched`. A block whose HVPs are non-finite (NaN/inf in
+    the batch or the loss) gets NaN.
+
+    Compiled once per (``loss_fn``, ``partition``, ``num_steps``, ``reortho``) and shapes:
+    ``loss_fn`` and ``partition`` are hashed by identity, so reuse the same objects across
+    calls (a fresh lambda or ``hp.by_leaf(...)`` per call compiles again).
     """
-
-    def run(params, batch, key):
-        spectra = hc.blockwise_slq(loss_fn, params, batch, key, partition=partition, num_steps=num_steps,
-                                   num_probes=1, reortho=reortho)
-        return {label: jnp.max(jnp.where(s.weights > 0, jnp.abs(s.nodes), 0.0)) for label, s in spectra.items()}
-
-    return jax.jit(run)(params, batch, key)
+    # validated here: they become static jit arguments (hashed, part of the compile key)
+    num_steps = check_positive_int(num_steps, "num_steps")
+    if not isinstance(reortho, str) or reortho not in hc.REORTHO_MODES:
+        raise ValueError(f"reortho must be one of {hc.REORTHO_MODES}, got {reortho!r}")
+    return _block_hessian_norms(params, batch, key, loss_fn=loss_fn, partition=partition, num_steps=num_steps,
+                                reortho=reortho)
