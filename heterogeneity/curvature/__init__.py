@@ -9,6 +9,12 @@ Everything is a pure, jit-able function over pytrees with an explicit PRNG key:
     >>> blocks = hc.blockwise_slq(loss_fn, params, batch, key, partition=hp.by_leaf(params))
     >>> hc.l11_norm(mv, params, key, num_probes=50).value       # seed 003 Alg. 4
 
+Every result (`Spectrum`, `EigenEstimate`, `TraceEstimate`, `L11Estimate`, `LanczosResult`)
+carries ``finite``, a bool array that is False when an HVP was non-finite (NaN/inf in the
+batch or the loss): values are traced, so a jitted call cannot raise on them; check it.
+Bad arguments (num_steps, num_probes, batch_size, probe, reortho, integer params, a tangent
+of the wrong shape) raise `ValueError` naming them.
+
 A batch wrapped in `MicroBatched` (or built by `microbatch`) is averaged over its leading
 micro-batch axis inside one `lax.scan` (constant memory).
 """

@@ -165,6 +165,7 @@ def linearized_hvp(loss_fn: Callable, params: PyTree, batch: PyTree) -> Callable
     `jax.jit` as the Lanczos run that uses it. For a `MicroBatched` batch the matvec is
     `hvp` (constant memory in M; nothing is reused across calls).
     """
+    check_params(params)
     if isinstance(batch, MicroBatched):
         batch.num_microbatches  # validate eagerly
 
@@ -172,7 +173,6 @@ def linearized_hvp(loss_fn: Callable, params: PyTree, batch: PyTree) -> Callable
             return hvp(loss_fn, params, batch, v)
 
         return matvec
-    check_params(params)
     _, jvp_fn = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
 
     def matvec(v):

@@ -289,6 +289,10 @@ def phi_smoothness(
         hs = hs[None]
     if hs.ndim != 3 or hs.shape[1] != hs.shape[2] or hs.shape[1] == 0:
         raise ValueError(f"phi_smoothness: hessian must be (d, d) or (n, d, d), got {np.shape(hessian)}")
+    if not np.all(np.isfinite(hs)):
+        bad = np.argwhere(~np.isfinite(hs))[0]
+        raise ValueError(f"phi_smoothness: hessian has non-finite entries (first at index {tuple(int(i) for i in bad)}); "
+                         "a NaN/inf batch or loss gives no Φ-smoothness")
     hs = 0.5 * (hs + np.swapaxes(hs, 1, 2))
     n_pts, d, _ = hs.shape
     ids, num = _check_ids(_partition_ids(partition, d), d)

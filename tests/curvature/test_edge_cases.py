@@ -426,6 +426,7 @@ def test_integer_params_raise_naming_the_leaf():
     calls = [
         lambda: hc.hvp(f, bad, batch, t),
         lambda: hc.linearized_hvp(f, bad, batch),
+        lambda: hc.linearized_hvp(f, bad, hc.microbatch(batch, 2)),
         lambda: hc.dense_hessian(f, bad, batch),
         lambda: hc.blockwise_slq(f, bad, batch, jax.random.key(0), partition=part, num_steps=3),
         lambda: hc.blockwise_top_eigenvalue(f, bad, batch, jax.random.key(0), partition=part, num_steps=3),

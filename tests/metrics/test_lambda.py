@@ -95,3 +95,50 @@ def test_validation_errors():
         hm.lambda_norms(grads, {"a": 1.0}, partition=hp.by_leaf(grads))
     with pytest.raises(ValueError, match="expected 2 values"):
         hm.lambda_norms(grads, jnp.ones(3), partition=hp.by_leaf(grads))
+
+
+def _tiny_coupled():
+    rng = np.random.default_rng(3)
+    params = {"a": jnp.asarray(rng.normal(size=3)), "w": jnp.asarray(rng.normal(size=(3, 2)))}
+    batch = {"x": jnp.asarray(rng.normal(size=(5, 3)))}
+
+    def loss_fn(p, b):
+        h = jnp.tanh(b["x"] @ p["w"])
+        return jnp.mean(h ** 2) + jnp.sum(p["a"] ** 4) * jnp.mean(b["x"] ** 2) + jnp.sum(p["a"][:2] * p["w"][0])
+
+    return loss_fn, params, batch
+
+
+def test_block_hessian_norms_against_dense_float64():
+    from heterogeneity import partition as hp
+    from heterogeneity.tree import ravel
+
+    with jax.enable_x64(True):
+        loss_fn, params, batch = _tiny_coupled()
+        flat, unravel = ravel(params)
+        h = np.asarray(jax.hessian(lambda y: loss_fn(unravel(y), batch))(flat))
+        part = hp.by_leaf(params)
+        got = hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=8)
+        # num_steps ≥ d_b: the blockwise Lanczos norms are exact (blocks a = [0, 3), w = [3, 9))
+        np.testing.assert_allclose(got["a"], np.abs(np.linalg.eigvalsh(h[:3, :3])).max(), rtol=1e-10)
+        np.testing.assert_allclose(got["w"], np.abs(np.linalg.eigvalsh(h[3:, 3:])).max(), rtol=1e-10)
+
+
+def test_block_hessian_norms_nonfinite_and_bad_arguments():
+    from heterogeneity import partition as hp
+
+    with jax.enable_x64(True):
+        loss_fn, params, batch = _tiny_coupled()
+        part = hp.by_leaf(params)
+        bad = {"x": batch["x"].at[1, 2].set(jnp.nan)}
+        got = hm.block_hessian_norms(loss_fn, params, bad, jax.random.key(0), partition=part, num_steps=4)
+        assert set(got) == {"a", "w"} and all(np.isnan(float(v)) for v in got.values())  # never a silent 0
+        for n in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match="num_steps"):
+                hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=n)
+        with pytest.raises(ValueError, match="reortho"):
+            hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, reortho="partial")
+        ints = dict(params, n=jnp.arange(2))
+        with pytest.raises(ValueError, match=r"params leaf \['n'\]"):
+            hm.block_hessian_norms(lambda p, b: loss_fn({"a": p["a"], "w": p["w"]}, b), ints, batch,
+                                   jax.random.key(0), partition=hp.by_leaf(ints))
