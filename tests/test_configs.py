@@ -97,3 +97,28 @@ def test_launch_scripts_smoke(tmp_path, capsys):
     assert "1701.3333" in text and (out / "table_s9.json").exists()
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         _script("sweep").main(["--config", str(ROOT / "configs" / "seed000_quadratic.py"), "--only", "seed"])
+
+
+def test_launch_script_checks_fail_on_wrong_numbers():
+    s9 = _script("reproduce_table_s9")
+    run = lambda setting, opt, lp, lg: {"run_id": "x", "status": "finished", "final": {"lambda_p": lp, "lambda_g": lg},  # noqa: E731
+                                        "hparams": {"setting": setting, "optimizer": opt}}
+    good = [run("homo", "sgd", 4999.0, 4999.1), run("hetero", "sgd", 5104 / 3, 4999.99),
+            run("hetero", "signsgd_l1", 5104 / 3, float("nan"))]  # Λ_G is only checked on SGD runs
+    assert s9.checks(good) == []
+    for bad in (run("hetero", "sgd", 1701.34, 4999.99), run("homo", "sgd", 4999.0, 5000.5),
+                run("homo", "sgd", 4999.0, 4800.0), run("homo", "sgd", 4999.0, float("nan")),
+                run("hetero", "signsgd_l1", float("nan"), 1.0)):
+        assert len(s9.checks(good + [bad])) == 1, bad
+    assert s9.checks([{**run("homo", "sgd", 0.0, 0.0), "status": "diverged"}]) == []
+
+    t1 = _script("reproduce_table1_seed003")
+    paper_size = {"dim": 1000, "last": 990, "steps": 100}
+    cell = lambda m: {"mean": m}  # noqa: E731
+    out = [{"optimizer": opt, "t": t, "l11_over_d": t1.PAPER.get((opt, t), (0.01164,))[0], "paper": t1.PAPER.get((opt, t)),
+            "cells": {str(list(b)): cell(t1.PAPER[(opt, t)][1 + i] if (opt, t) in t1.PAPER else 0.01)
+                      for i, b in enumerate(t1.BETAS)}}
+           for opt, t in [*t1.PAPER, ("rotated_adam", 0.0)]]
+    assert t1.checks(out, paper_size) == [] and t1.checks(out, {**paper_size, "dim": 24}) is None
+    out[2]["cells"]["[0.9, 0.99]"]["mean"] = 0.01  # Adam at t=0.002: 15x the paper, and no longer increasing in t
+    assert len(t1.checks(out, paper_size)) == 2

