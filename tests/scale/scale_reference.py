@@ -162,3 +162,76 @@ def assert_measure_equals_eigh(nodes, weights, hb, v, *, cdf_tol, node_tol, heav
     dist = np.min(np.abs(nodes[big][:, None] - lam[None]), axis=1)
     assert np.all(dist <= node_tol * scale), (dist.max() / scale, node_tol)
     np.testing.assert_allclose(weights.sum(), 1.0, atol=cdf_tol)
+
+
+# ============================================================================ Λ_G, Λ_P (seed 000 Def. 4.5)
+def ref_weighted_hessian_norms(g2, h, sizes) -> dict:
+    """Λ_G = Σ_b (g2_b / Σ g2) |h_b| (NaN where Σ g2 = 0) and Λ_P = Σ_b (P_b / P) |h_b| over the last axis."""
+    g2, h, p = (np.asarray(x, np.float64) for x in (g2, h, sizes))
+    h = np.abs(h)
+    p = np.broadcast_to(p, g2.shape)
+    total = g2.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wg = np.where(total > 0, g2 / np.where(total > 0, total, 1.0), np.nan)
+    wp = p / p.sum(-1, keepdims=True)
+    return {"lambda_g": (wg * h).sum(-1), "lambda_p": (wp * h).sum(-1), "grad_weights": wg, "size_weights": wp,
+            "hessian_norms": h}
+
+
+def ref_weighted_hessian_norms_trajectory(g2, h, sizes) -> dict:
+    """seed 000 App. D.9: sup over iterates of Λ_G (iterates with zero gradient skipped) and of Λ_P."""
+    g2 = np.asarray(g2, np.float64)
+    h = np.broadcast_to(np.asarray(h, np.float64), g2.shape)
+    lg, lp = [], []
+    for t in range(g2.shape[0]):
+        r = ref_weighted_hessian_norms(g2[t], h[t], sizes)
+        lg.append(r["lambda_g"])
+        lp.append(r["lambda_p"])
+    lg, lp = np.array(lg), np.array(lp)
+    live = np.flatnonzero(~np.isnan(lg))
+    arg = int(live[np.argmax(lg[live])]) if live.size else 0
+    return {"lambda_g": lg[arg] if live.size else np.nan, "lambda_p": lp.max(), "lambda_g_t": lg, "lambda_p_t": lp,
+            "argmax_g": arg}
+
+
+# ============================================================================ ℓ∞ geometry (seed 003 Table 1)
+def ref_linf_geometry(h) -> dict:
+    """‖H‖_{1,1}, ‖H‖₂ = max|λ|, d, ‖H‖_{1,1}/d, d‖H‖₂ and ‖H‖_{1,1}/(d‖H‖₂) of a dense symmetric H."""
+    h = np.asarray(h, np.float64)
+    d = h.shape[0]
+    l11 = np.abs(h).sum()
+    spec = np.abs(np.linalg.eigvalsh(h)).max()
+    return {"l11": l11, "spectral": spec, "dim": float(d), "l11_over_d": l11 / d, "d_spectral": d * spec,
+            "ratio": l11 / (d * spec)}
+
+
+def ref_blockwise_linf_geometry(h, block_ids) -> dict:
+    """`ref_linf_geometry` of every diagonal block H[ids == b, ids == b], as (B,) arrays."""
+    h = np.asarray(h, np.float64)
+    ids = np.asarray(block_ids)
+    rows = [ref_linf_geometry(h[np.ix_(ix, ix)]) for ix in (np.flatnonzero(ids == b) for b in range(ids.max() + 1))]
+    out = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    out["sizes"] = out.pop("dim")
+    return out
+
+
+def ref_block_norm_matrix(h, block_ids) -> np.ndarray:
+    """(B, B) largest singular values ‖H_bb'‖₂ of the blocks of a dense matrix."""
+    h = np.asarray(h, np.float64)
+    ids = np.asarray(block_ids)
+    members = [np.flatnonzero(ids == b) for b in range(ids.max() + 1)]
+    return np.array([[np.linalg.norm(h[np.ix_(i, j)], 2) for j in members] for i in members])
+
+
+# ============================================================================ Cauchy (1,1)-norm sketch
+def median_bracket(y, delta, axis=0):
+    """The row medians of |y| (over ``axis``: the probes) and a bracket for any |y'| with |y' − y| ≤ delta.
+
+    The median (for an even count, the mean of the two middle order statistics) is monotone in
+    every argument, so the medians of ``max(|y| − δ, 0)`` and ``|y| + δ`` bound the median of
+    any perturbation of y by at most δ elementwise: a rigorous interval for a library whose
+    only deviation from the reference is rounding bounded by δ. Returns ``(lo, mid, hi)``.
+    """
+    a = np.abs(np.asarray(y, np.float64))
+    d = np.asarray(delta, np.float64)
+    return (np.median(np.maximum(a - d, 0.0), axis=axis), np.median(a, axis=axis), np.median(a + d, axis=axis))
