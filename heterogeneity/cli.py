@@ -62,18 +62,39 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--l11-probes", type=int, default=None, help="Cauchy probes for the (1,1)-norm sketch")
     rep.add_argument("--quick", action="store_true", help="tiny model and few probes (a smoke run, ~1 minute)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_compile_cache(rep)
 
     sw = sub.add_parser("sweep", help="run (or resume) a sweep from a config module")
     sw.add_argument("--config", required=True, help="path to a configs/*.py module")
     sw.add_argument("--out", required=True, help="output directory; finished runs there are not redone")
     sw.add_argument("--scale", default="laptop", choices=["laptop", "gpu"])
     sw.add_argument("--smoke", action="store_true", help="a few steps per run, to check a config")
+    _add_compile_cache(sw)
 
     st = sub.add_parser("selftest", help="check this JAX backend's numerics the report relies on")
     st.add_argument("--quick", action="store_true", help="skip the slow checks")
     st.add_argument("--timeout", type=_positive_float, default=120.0, metavar="SECONDS",
                     help="limit for the checks run in a subprocess (default: 120)")
     return parser
+
+
+def _add_compile_cache(parser) -> None:
+    parser.add_argument("--compile-cache", default=None, metavar="DIR",
+                        help="JAX's persistent compilation cache in DIR: a rerun with the same shapes skips the "
+                             "XLA compiles that took >= 1 s (only this command; the library never sets it)")
+
+
+def _use_compile_cache(path: str | None) -> None:
+    if path is None:
+        return
+    import os
+
+    import jax
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--compile-cache {path!r} exists and is not a directory")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{e.prog}: error: {e}", file=sys.stderr)
         return 2
     try:
+        _use_compile_cache(getattr(args, "compile_cache", None))
         if args.command == "report":
             from heterogeneity.experiment import report_from_cli
 

@@ -15,6 +15,13 @@ batch or the loss): values are traced, so a jitted call cannot raise on them; ch
 Bad arguments (num_steps, num_probes, batch_size, probe, reortho, integer params, a tangent
 of the wrong shape) raise `ValueError` naming them.
 
+Compile once: a closure such as ``linearized_hvp(...)`` is a new program for every call made
+outside your own `jax.jit`. Pass an operator object instead, ``HessianOperator(loss_fn,
+params, batch)`` or ``LinearOperator(matvec, *args)``: its arrays are pytree leaves, so
+`top_eigenvalue`, `spectral_norm`, `slq`, `hutchinson_trace`, `l11_norm` and `block_l11_norms`
+(like `blockwise_slq` and `blockwise_top_eigenvalue`) compile once per (function, options,
+shapes) and reuse the program for new params or batches.
+
 A batch wrapped in `MicroBatched` (or built by `microbatch`) is averaged over its leading
 micro-batch axis inside one `lax.scan` (constant memory).
 """
@@ -38,11 +45,13 @@ from heterogeneity.curvature._estimators import (
     top_eigenvalue,
 )
 from heterogeneity.curvature._hvp import MicroBatched, hvp, linearized_hvp, mean_loss, microbatch
+from heterogeneity.curvature._operator import HessianOperator, LinearOperator, Operator
 from heterogeneity.curvature._lanczos import REORTHO_MODES, LanczosResult, gauss_quadrature, lanczos, ritz, tridiagonal
 from heterogeneity.curvature._slq import Spectrum, slq
 
 __all__ = [
     "MicroBatched", "microbatch", "hvp", "linearized_hvp", "mean_loss", "dense_hessian",
+    "Operator", "HessianOperator", "LinearOperator",
     "LanczosResult", "lanczos", "tridiagonal", "gauss_quadrature", "ritz", "REORTHO_MODES",
     "Spectrum", "slq", "Density", "density", "spectral_range",
     "blockwise_slq", "blockwise_slq_matvec", "blockwise_top_eigenvalue", "block_packing", "group_matvec",

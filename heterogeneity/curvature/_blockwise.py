@@ -25,13 +25,13 @@ Memory: ``"full"`` stores ``num_blocks · num_probes · num_steps · d_max`` bas
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from heterogeneity.curvature._hvp import linearized_hvp
 from heterogeneity.curvature._lanczos import (
     LanczosResult,
     _check_options,
@@ -40,6 +40,7 @@ from heterogeneity.curvature._lanczos import (
     lanczos_flat,
     ritz,
 )
+from heterogeneity.curvature._operator import HessianOperator, Operator, StaticPartition
 from heterogeneity.curvature._slq import Spectrum, check_batch_size, check_like, check_probe, map_probes, probe_vector
 from heterogeneity.tree import ravel
 
@@ -200,25 +201,54 @@ def blockwise_slq(
     non-finite, e.g. NaN in the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
     nodes are eigenvalues of H_bb, its weights the probe's). One linearization, one compiled program.
     ``batch`` may be `MicroBatched`. ``batch_size`` chunks the (block, probe) pairs.
+    Compiled once per (``loss_fn``, blocks, options, shapes): new params or a new batch of the
+    same shapes, or an equal partition built afresh, reuse the program.
     """
-    matvec = linearized_hvp(loss_fn, params, batch)
-    return blockwise_slq_matvec(matvec, params, key, partition=partition, num_steps=num_steps,
-                                num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
-                                batch_size=batch_size)
+    return blockwise_slq_matvec(HessianOperator(loss_fn, params, batch), params, key, partition=partition,
+                                num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
+                                dtype=dtype, batch_size=batch_size)
+
+
+def _spectrum(res):
+    nodes, weights = gauss_quadrature(res)
+    return Spectrum(nodes, weights, res.finite)
+
+
+def _blockwise_spectra(matvec, like, key, **opts):
+    out = _blockwise_lanczos(matvec, like, key, post=_spectrum, **opts)
+    return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
+
+
+_STATIC = ("partition", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _blockwise_spectra_cached(op, like, key, *, partition, num_steps, num_probes, reortho, probe, dtype,
+                              batch_size):
+    return _blockwise_spectra(op.bind(), like, key, partition=partition, num_steps=num_steps,
+                              num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
+                              batch_size=batch_size)
 
 
 def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=100, num_probes=10, reortho="full",
                          probe="rademacher", dtype=None, batch_size=None) -> dict[str, Spectrum]:
-    """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``."""
+    """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``
+    (an `Operator` is compiled once per function, blocks, options and shapes)."""
+    opts = _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size)
+    if isinstance(matvec, Operator):
+        out = _blockwise_spectra_cached(matvec, like, key, partition=StaticPartition(partition, like), **opts)
+        return {label: out[label] for label in partition.labels(like)}  # jit returns sorted keys
+    return _blockwise_spectra(matvec, like, key, partition=partition, **opts)
 
-    def post(res):
-        nodes, weights = gauss_quadrature(res)
-        return Spectrum(nodes, weights, res.finite)
 
-    out = _blockwise_lanczos(matvec, like, key, partition=partition, num_steps=num_steps,
-                             num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
-                             batch_size=batch_size, post=post)
-    return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
+def _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size) -> dict:
+    _check_options(num_steps, reortho, dtype)
+    num_probes = check_positive_int(num_probes, "num_probes")
+    check_probe(probe)
+    check_batch_size(batch_size)
+    check_like(like)
+    return dict(num_steps=int(num_steps), num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
+                batch_size=batch_size)
 
 
 def _top(res: LanczosResult, absolute: bool) -> EigenEstimate:
@@ -241,9 +271,19 @@ def blockwise_top_eigenvalue(
     dtype=None,
     batch_size: int | None = None,
 ) -> dict[str, EigenEstimate]:
-    """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos, top Ritz value)."""
-    matvec = linearized_hvp(loss_fn, params, batch)
-    res = _blockwise_lanczos(matvec, params, key, partition=partition, num_steps=num_steps, num_probes=1,
+    """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos, top Ritz value).
+    Compiled once per (``loss_fn``, blocks, options, shapes)."""
+    op = HessianOperator(loss_fn, params, batch)
+    opts = _check_blockwise(params, num_steps, 1, reortho, "normal", dtype, batch_size)
+    out = _blockwise_top_cached(op, params, key,
+                                partition=StaticPartition(partition, params), num_steps=opts["num_steps"],
+                                reortho=reortho, dtype=dtype, batch_size=batch_size)
+    return {label: out[label] for label in partition.labels(params)}
+
+
+@functools.partial(jax.jit, static_argnames=("partition", "num_steps", "reortho", "dtype", "batch_size"))
+def _blockwise_top_cached(op, like, key, *, partition, num_steps, reortho, dtype, batch_size):
+    res = _blockwise_lanczos(op.bind(), like, key, partition=partition, num_steps=num_steps, num_probes=1,
                              reortho=reortho, probe="normal", dtype=dtype, batch_size=batch_size,
                              post=lambda r: _top(r, absolute=False))
     return {label: jax.tree.map(lambda x: x[0], est) for label, est in res.items()}

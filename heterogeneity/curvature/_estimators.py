@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 
 from heterogeneity.curvature._blockwise import EigenEstimate, _top, block_packing, group_matvec
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, lanczos_flat
+from heterogeneity.curvature._operator import Operator, StaticPartition
 from heterogeneity.curvature._slq import check_batch_size, check_like, map_probes
 from heterogeneity.tree import ravel
 
@@ -71,24 +73,62 @@ def _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute):
     return _top(res, absolute)
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps", "reortho", "dtype", "absolute"))
+def _lanczos_top_cached(op, like, key, *, num_steps, reortho, dtype, absolute):
+    return _lanczos_top(op.bind(), like, key, num_steps, reortho, dtype, absolute)
+
+
+def _top_dispatch(matvec, like, key, num_steps, reortho, dtype, absolute):
+    _check_options(num_steps, reortho, dtype)
+    if isinstance(matvec, Operator):
+        return _lanczos_top_cached(matvec, like, key, num_steps=int(num_steps), reortho=reortho, dtype=dtype,
+                                   absolute=absolute)
+    return _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute)
+
+
 def top_eigenvalue(matvec: Callable, like: PyTree, key: jax.Array, *, num_steps: int = 30,
                    reortho: str = "full", dtype=None) -> EigenEstimate:
     """The largest (algebraic) eigenvalue of ``matvec`` by ``num_steps`` Lanczos steps from a
-    Gaussian start (per block: `blockwise_top_eigenvalue`)."""
-    return _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute=False)
+    Gaussian start (per block: `blockwise_top_eigenvalue`). An `Operator` (e.g. `HessianOperator`)
+    is compiled once per (function, options, shapes); a closure is traced per call."""
+    return _top_dispatch(matvec, like, key, num_steps, reortho, dtype, absolute=False)
 
 
 def spectral_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_steps: int = 30,
                   reortho: str = "full", dtype=None) -> EigenEstimate:
     """``‖H‖_2 = max |λ|``: the Ritz value of largest magnitude (seed 003 App. D.3)."""
-    return _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute=True)
+    return _top_dispatch(matvec, like, key, num_steps, reortho, dtype, absolute=True)
+
+
+def _auto_batch_size(batch_size):
+    """``"auto"``: one probe at a time on CPU (measured faster than vmapping all of them,
+    BENCHMARKS.md), all probes vmapped on other backends; else ``batch_size`` (None = vmap all)."""
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return 1 if jax.default_backend() == "cpu" else None
+    try:
+        check_batch_size(batch_size)
+    except ValueError:
+        raise ValueError(f"batch_size must be a positive int, None or 'auto', got {batch_size!r}") from None
+    return batch_size
 
 
 def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 100,
-                     batch_size: int | None = None) -> TraceEstimate:
-    """``tr H ≈ (1/n) Σ zᵀHz`` with Rademacher ``z`` (seed 001 App. C.2 Step 1)."""
+                     batch_size: int | None | str = "auto") -> TraceEstimate:
+    """``tr H ≈ (1/n) Σ zᵀHz`` with Rademacher ``z`` (seed 001 App. C.2 Step 1). ``batch_size``:
+    probes per vmapped chunk (None: all at once; "auto": 1 on CPU, all elsewhere)."""
     num_probes = _check_probes(num_probes)
-    check_batch_size(batch_size)
+    batch_size = _auto_batch_size(batch_size)
+    if isinstance(matvec, Operator):
+        return _trace_cached(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+    return _trace(matvec, like, key, num_probes, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("num_probes", "batch_size"))
+def _trace_cached(op, like, key, *, num_probes, batch_size):
+    return _trace(op.bind(), like, key, num_probes, batch_size)
+
+
+def _trace(matvec, like, key, num_probes, batch_size):
     flat, _, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -101,14 +141,26 @@ def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_prob
 
 
 def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 50,
-             batch_size: int | None = None) -> L11Estimate:
+             batch_size: int | None | str = "auto") -> L11Estimate:
     """Cauchy-sketch estimate of ``‖H‖_{1,1} = Σ_ik |H_ik|`` (seed 003 App. D.3, Algorithm 4).
 
     ``num_probes`` HVPs against i.i.d. standard Cauchy vectors; row-wise median of their
-    absolute values, summed over rows (50 probes as in seed 003).
+    absolute values, summed over rows (50 probes as in seed 003). ``batch_size`` as in
+    `hutchinson_trace`.
     """
     num_probes = _check_probes(num_probes)
-    check_batch_size(batch_size)
+    batch_size = _auto_batch_size(batch_size)
+    if isinstance(matvec, Operator):
+        return _l11_cached(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+    return _l11(matvec, like, key, num_probes, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("num_probes", "batch_size"))
+def _l11_cached(op, like, key, *, num_probes, batch_size):
+    return _l11(op.bind(), like, key, num_probes, batch_size)
+
+
+def _l11(matvec, like, key, num_probes, batch_size):
     flat, unravel, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -132,6 +184,20 @@ def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition
     num_probes = _check_probes(num_probes)
     check_batch_size(batch_size)
     check_like(like)
+    labels = partition.labels(like)
+    if isinstance(matvec, Operator):
+        out = _block_l11_cached(matvec, like, key, partition=StaticPartition(partition, like),
+                                num_probes=num_probes, diagonal=bool(diagonal), batch_size=batch_size)
+        return {label: out[label] for label in labels}  # a dict out of jit comes back key-sorted
+    return _block_l11(matvec, like, key, partition, num_probes, diagonal, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("partition", "num_probes", "diagonal", "batch_size"))
+def _block_l11_cached(op, like, key, *, partition, num_probes, diagonal, batch_size):
+    return _block_l11(op.bind(), like, key, partition, num_probes, diagonal, batch_size)
+
+
+def _block_l11(matvec, like, key, partition, num_probes, diagonal, batch_size):
     labels = partition.labels(like)
     if not diagonal:
         est = l11_norm(matvec, like, key, num_probes=num_probes, batch_size=batch_size)

@@ -13,12 +13,14 @@ flattened vector, so a pytree and its `ravel` give identical numbers. Probes are
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, gauss_quadrature, lanczos_flat
+from heterogeneity.curvature._operator import Operator
 from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
@@ -60,7 +62,14 @@ def probe_vector(key: jax.Array, d: int, dtype, probe: str = "rademacher", suppo
 
 
 def map_probes(fn: Callable, xs, batch_size: int | None):
-    """``vmap(fn)(xs)``, or `lax.map` in chunks of ``batch_size`` (bounded memory)."""
+    """``vmap(fn)(xs)``, or `lax.map` in chunks of ``batch_size`` (bounded memory).
+
+    A single item runs unbatched: XLA:CPU (jax 0.9.2) runs a batch-of-1 vmapped Lanczos step with
+    a full basis about 3x slower than the same step unbatched (BENCHMARKS.md).
+    """
+    if jax.tree.leaves(xs)[0].shape[0] == 1:
+        check_batch_size(batch_size)
+        return jax.tree.map(lambda y: jnp.expand_dims(y, 0), fn(jax.tree.map(lambda x: x[0], xs)))
     if batch_size is None:
         return jax.vmap(fn)(xs)
     check_batch_size(batch_size)
@@ -111,13 +120,28 @@ def slq(
     floor; fine for densities, see `lanczos`). ``dtype``: recurrence scalar dtype.
     Use `density` to turn the result into a blurred spectral density. ``Spectrum.finite`` is
     False when an HVP was non-finite (e.g. NaN in the batch); bad arguments raise
-    `ValueError` naming them.
+    `ValueError` naming them. An `Operator` (e.g. `HessianOperator`) is compiled once per
+    (function, options, shapes); a closure is traced per call.
     """
     num_probes = check_positive_int(num_probes, "num_probes")
     _check_options(num_steps, reortho, dtype)
     check_probe(probe)
     check_batch_size(batch_size)
     check_like(like)
+    opts = dict(num_steps=int(num_steps), num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
+                batch_size=batch_size)
+    if isinstance(matvec, Operator):
+        return _slq_cached(matvec, like, key, **opts)
+    return _slq(matvec, like, key, **opts)
+
+
+@functools.partial(jax.jit, static_argnames=("num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size"))
+def _slq_cached(op, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size):
+    return _slq(op.bind(), like, key, num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
+                dtype=dtype, batch_size=batch_size)
+
+
+def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size):
     flat, unravel = ravel(like)
     d = flat.shape[0]
 

@@ -94,3 +94,27 @@ def test_bad_options_raise():
         hc.slq(lambda x: x, jnp.ones(4), jax.random.key(0), num_steps=2, probe="cauchy")
     with pytest.raises(ValueError, match="num_probes"):
         hc.slq(lambda x: x, jnp.ones(4), jax.random.key(0), num_steps=2, num_probes=0)
+
+
+def test_map_probes_single_item_runs_unbatched_with_the_same_result():
+    """One item skips vmap (XLA:CPU runs a batch-of-1 Lanczos basis ~3x slower), same numbers and
+    shapes as the vmapped and chunked paths, and pytree outputs keep their leading axis."""
+    from heterogeneity.curvature._slq import map_probes
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(9, 9))
+    a = jnp.asarray(m + m.T, jnp.float32)
+
+    def one(k):
+        v = jax.random.normal(k, (9,))
+        return {"hv": a @ v, "q": jnp.vdot(v, a @ v)}
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    full = map_probes(one, keys, None)
+    for n, batch_size in ((1, None), (1, 1), (3, 2)):
+        got = map_probes(one, keys[:n], batch_size)
+        assert got["hv"].shape == (n, 9) and got["q"].shape == (n,)
+        np.testing.assert_allclose(got["hv"], full["hv"][:n], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got["q"], full["q"][:n], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        map_probes(one, keys[:1], 0)

@@ -197,3 +197,23 @@ def test_ctrl_c_exits_130_with_one_line_and_no_output(tmp_path):
     rc, err = _interrupt_report(tmp_path, out, wait_for=str(out / ".report.tmp-*"))
     assert rc == 130 and err.splitlines()[-1] == "heterogeneity report: interrupted" and "Traceback" not in err, err
     assert os.listdir(tmp_path) == ["X"] and os.listdir(out) == ["marker"] and (out / "marker").read_text() == "keep"
+
+
+def test_compile_cache_flag(files, no_work, capsys, monkeypatch):
+    """--compile-cache: a file is refused in one line before any work; a directory is created and handed to
+    JAX's persistent cache for this command only (the library never sets it)."""
+    import jax
+
+    out = str(files / "out")
+    assert cli.main(["report", "--out", out, "--compile-cache", str(files / "notes.txt")]) == 2
+    err = _one_error_line(capsys)
+    assert "--compile-cache" in err and "exists and is not a directory" in err
+    assert not os.path.exists(out)
+    seen = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: seen.__setitem__(name, value))
+    cache = files / "cache" / "xla"
+    with pytest.raises(AssertionError, match="work started"):  # validation passed, then the (stubbed) work
+        cli.main(["report", "--out", out, "--compile-cache", str(cache)])
+    assert cache.is_dir() and seen == {"jax_compilation_cache_dir": str(cache)}
+    import heterogeneity.curvature  # noqa: F401  importing the library sets nothing
+    assert jax.config.jax_compilation_cache_dir is None
