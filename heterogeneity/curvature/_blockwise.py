@@ -25,8 +25,7 @@ Memory: ``"full"`` stores ``num_blocks · num_probes · num_steps · d_max`` bas
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,7 @@ from heterogeneity.curvature._lanczos import (
     lanczos_flat,
     ritz,
 )
-from heterogeneity.curvature._operator import HessianOperator, Operator, StaticPartition
+from heterogeneity.curvature._operator import HessianOperator, StaticPartition, operator_jit
 from heterogeneity.curvature._slq import Spectrum, check_batch_size, check_like, check_probe, map_probes, probe_vector
 from heterogeneity.tree import ravel
 
@@ -87,10 +86,32 @@ def _leaf_block_ids(partition, params) -> list[np.ndarray]:
     return [np.asarray(x).reshape(-1) for x in jax.tree.leaves(ids)]
 
 
-def block_packing(partition, params, *, small: int = 0) -> list[BlockGroup]:
-    """Static packing of ``partition``'s blocks, grouped by the leaves they touch and by
-    size (``<= small`` apart from larger ones). Pure numpy on static shapes (jit-safe)."""
+def select_blocks(labels: Sequence[str], blocks) -> list[int]:
+    """Numbers of the labels in ``blocks`` (None: all), in partition order; unknown,
+    repeated or no labels raise `ValueError`."""
+    if blocks is None:
+        return list(range(len(labels)))
+    if isinstance(blocks, str):
+        raise ValueError(f"blocks must be a sequence of block labels, got the string {blocks!r} (wrap it in a list)")
+    wanted = list(blocks)
+    if not wanted:
+        raise ValueError("blocks is empty: give at least one block label (or None for all blocks)")
+    pos = {label: i for i, label in enumerate(labels)}
+    unknown = [b for b in wanted if b not in pos]
+    if unknown:
+        shown = ", ".join(map(repr, labels[:8])) + (", ..." if len(labels) > 8 else "")
+        raise ValueError(f"unknown block label(s) {unknown}; the partition has {len(labels)} blocks: {shown}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"blocks lists a label twice: {sorted(b for b in set(wanted) if wanted.count(b) > 1)}")
+    return sorted(pos[b] for b in wanted)
+
+
+def block_packing(partition, params, *, small: int = 0, blocks=None) -> list[BlockGroup]:
+    """Static packing of ``partition``'s blocks (or only the ``blocks`` labels), grouped by the
+    leaves they touch and by size (``<= small`` apart from larger ones). Pure numpy on static
+    shapes (jit-safe)."""
     labels = partition.labels(params)
+    chosen_blocks = select_blocks(labels, blocks)
     leaf_ids = _leaf_block_ids(partition, params)
     offsets = np.cumsum([0] + [len(x) for x in leaf_ids])
     touch: dict[int, list[int]] = {}
@@ -98,7 +119,7 @@ def block_packing(partition, params, *, small: int = 0) -> list[BlockGroup]:
         for b in np.unique(ids):
             touch.setdefault(int(b), []).append(n)
     keys: dict[tuple, list[int]] = {}
-    for b in range(len(labels)):
+    for b in chosen_blocks:
         size = sum(int(np.sum(leaf_ids[n] == b)) for n in touch[b])
         keys.setdefault((tuple(touch[b]), size <= small), []).append(b)
     groups = []
@@ -147,17 +168,11 @@ def group_matvec(matvec: Callable, like: PyTree, group: BlockGroup, dtype) -> Ca
     return mv
 
 
-def _blockwise_lanczos(matvec, like, key, *, partition, num_steps, num_probes, reortho, probe, dtype,
+def _blockwise_lanczos(matvec, like, key, *, partition, blocks, num_steps, num_probes, reortho, probe, dtype,
                        batch_size, post: Callable[[LanczosResult], Any]) -> dict[str, Any]:
-    _check_options(num_steps, reortho, dtype)
-    num_probes = check_positive_int(num_probes, "num_probes")
-    check_probe(probe)
-    check_batch_size(batch_size)
-    check_like(like)
-    vdt = ravel(like)[0].dtype
-
+    vdt = ravel(like)[0].dtype  # arguments were checked by the public function (`_check_blockwise`)
     out: dict[str, Any] = {}
-    for group in block_packing(partition, like, small=num_steps):
+    for group in block_packing(partition, like, small=num_steps, blocks=blocks):
         mode = "full" if group.index.shape[1] <= num_steps else reortho
         nb = len(group.labels)
         mv = group_matvec(matvec, like, group, vdt)
@@ -177,7 +192,7 @@ def _blockwise_lanczos(matvec, like, key, *, partition, num_steps, num_probes, r
         result = map_probes(one, items, batch_size)
         for i, label in enumerate(group.labels):
             out[label] = jax.tree.map(lambda x: x.reshape((nb, num_probes) + x.shape[1:])[i], result)
-    return {label: out[label] for label in partition.labels(like)}
+    return {label: out[label] for label in partition.labels(like) if label in out}
 
 
 def blockwise_slq(
@@ -187,26 +202,31 @@ def blockwise_slq(
     key: jax.Array,
     *,
     partition,
-    num_steps: int = 100,
-    num_probes: int = 10,
+    num_steps: int = 30,
+    num_probes: int = 2,
     reortho: str = "full",
     probe: str = "rademacher",
     dtype=None,
     batch_size: int | None = None,
+    blocks: Sequence[str] | None = None,
 ) -> dict[str, Spectrum]:
     """SLQ of every diagonal Hessian block ``H_bb`` (seed 001 App. C.2 Alg. 5, D.1).
 
-    Returns ``{label: Spectrum}`` (partition order; a jitted call returns sorted keys), each of shape
-    (num_probes, num_steps) with its own ``finite`` flag (False when an HVP of that block was
-    non-finite, e.g. NaN in the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
-    nodes are eigenvalues of H_bb, its weights the probe's). One linearization, one compiled program.
-    ``batch`` may be `MicroBatched`. ``batch_size`` chunks the (block, probe) pairs.
-    Compiled once per (``loss_fn``, blocks, options, shapes): new params or a new batch of the
-    same shapes, or an equal partition built afresh, reuse the program.
+    Returns ``{label: Spectrum}`` in partition order, each of shape (num_probes, num_steps)
+    with its own ``finite`` flag (False when an HVP of that block was non-finite, e.g. NaN in
+    the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
+    nodes are eigenvalues of H_bb, its weights the probe's). ``blocks``: only these labels
+    (e.g. a chunk of a large model; same numbers as in a full run). ``batch`` may be
+    `MicroBatched`. ``batch_size`` chunks the (block, probe) pairs of each group.
+
+    The defaults (30 steps, 2 probes) are for small models; the papers use
+    ``num_steps=100, num_probes=10``. One linearization, one compiled program, compiled once
+    per (``loss_fn``, blocks, options, shapes): new params or a new batch of the same shapes,
+    or an equal partition built afresh, reuse the program.
     """
     return blockwise_slq_matvec(HessianOperator(loss_fn, params, batch), params, key, partition=partition,
                                 num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
-                                dtype=dtype, batch_size=batch_size)
+                                dtype=dtype, batch_size=batch_size, blocks=blocks)
 
 
 def _spectrum(res):
@@ -219,26 +239,29 @@ def _blockwise_spectra(matvec, like, key, **opts):
     return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
 
 
-_STATIC = ("partition", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size")
+_STATIC = ("partition", "blocks", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size")
+_blockwise_spectra_run = operator_jit(_blockwise_spectra, _STATIC)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _blockwise_spectra_cached(op, like, key, *, partition, num_steps, num_probes, reortho, probe, dtype,
-                              batch_size):
-    return _blockwise_spectra(op.bind(), like, key, partition=partition, num_steps=num_steps,
-                              num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
-                              batch_size=batch_size)
+def _blocks_key(labels, blocks) -> tuple[str, ...] | None:
+    """``blocks`` checked and in partition order (a static jit argument: any order or a list
+    built afresh shares one program); None for all blocks."""
+    return None if blocks is None else tuple(labels[b] for b in select_blocks(labels, blocks))
 
 
-def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=100, num_probes=10, reortho="full",
-                         probe="rademacher", dtype=None, batch_size=None) -> dict[str, Spectrum]:
+def _in_order(out: dict, labels) -> dict:
+    return {label: out[label] for label in labels if label in out}  # a dict out of jit comes back key-sorted
+
+
+def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=30, num_probes=2, reortho="full",
+                         probe="rademacher", dtype=None, batch_size=None, blocks=None) -> dict[str, Spectrum]:
     """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``
     (an `Operator` is compiled once per function, blocks, options and shapes)."""
     opts = _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size)
-    if isinstance(matvec, Operator):
-        out = _blockwise_spectra_cached(matvec, like, key, partition=StaticPartition(partition, like), **opts)
-        return {label: out[label] for label in partition.labels(like)}  # jit returns sorted keys
-    return _blockwise_spectra(matvec, like, key, partition=partition, **opts)
+    labels = partition.labels(like)
+    chosen = _blocks_key(labels, blocks)
+    out = _blockwise_spectra_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen, **opts)
+    return _in_order(out, labels)
 
 
 def _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size) -> dict:
@@ -270,20 +293,27 @@ def blockwise_top_eigenvalue(
     reortho: str = "full",
     dtype=None,
     batch_size: int | None = None,
+    blocks: Sequence[str] | None = None,
 ) -> dict[str, EigenEstimate]:
-    """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos, top Ritz value).
-    Compiled once per (``loss_fn``, blocks, options, shapes)."""
+    """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos from a Gaussian start,
+    top Ritz value with its residual bound; seed 001 App. C.2). Same engine and caching as
+    `blockwise_slq`."""
     op = HessianOperator(loss_fn, params, batch)
     opts = _check_blockwise(params, num_steps, 1, reortho, "normal", dtype, batch_size)
-    out = _blockwise_top_cached(op, params, key,
-                                partition=StaticPartition(partition, params), num_steps=opts["num_steps"],
-                                reortho=reortho, dtype=dtype, batch_size=batch_size)
-    return {label: out[label] for label in partition.labels(params)}
+    labels = partition.labels(params)
+    chosen = _blocks_key(labels, blocks)
+    out = _blockwise_top_run(op, params, key,
+                             partition=StaticPartition(partition, params), blocks=chosen,
+                             num_steps=opts["num_steps"], reortho=reortho, dtype=dtype, batch_size=batch_size)
+    return _in_order(out, labels)
 
 
-@functools.partial(jax.jit, static_argnames=("partition", "num_steps", "reortho", "dtype", "batch_size"))
-def _blockwise_top_cached(op, like, key, *, partition, num_steps, reortho, dtype, batch_size):
-    res = _blockwise_lanczos(op.bind(), like, key, partition=partition, num_steps=num_steps, num_probes=1,
-                             reortho=reortho, probe="normal", dtype=dtype, batch_size=batch_size,
+def _blockwise_top(matvec, like, key, *, partition, blocks, num_steps, reortho, dtype, batch_size):
+    res = _blockwise_lanczos(matvec, like, key, partition=partition, blocks=blocks, num_steps=num_steps,
+                             num_probes=1, reortho=reortho, probe="normal", dtype=dtype, batch_size=batch_size,
                              post=lambda r: _top(r, absolute=False))
     return {label: jax.tree.map(lambda x: x[0], est) for label, est in res.items()}
+
+
+_blockwise_top_run = operator_jit(_blockwise_top, ("partition", "blocks", "num_steps", "reortho", "dtype",
+                                                   "batch_size"))

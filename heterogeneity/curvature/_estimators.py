@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 
 from heterogeneity.curvature._blockwise import EigenEstimate, _top, block_packing, group_matvec
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, lanczos_flat
-from heterogeneity.curvature._operator import Operator, StaticPartition
+from heterogeneity.curvature._operator import StaticPartition, operator_jit
 from heterogeneity.curvature._slq import check_batch_size, check_like, map_probes
 from heterogeneity.tree import ravel
 
@@ -65,25 +64,20 @@ def _check_probes(num_probes, name="num_probes") -> int:
     return check_positive_int(num_probes, name)
 
 
-def _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute):
-    _check_options(num_steps, reortho, dtype)
+def _lanczos_top(matvec, like, key, *, num_steps, reortho, dtype, absolute):
     flat, _, mv = _flat_matvec(matvec, like)
     v0 = jax.random.normal(key, flat.shape, flat.dtype)
     res = lanczos_flat(mv, v0, num_steps, reortho=reortho, dtype=dtype)
     return _top(res, absolute)
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps", "reortho", "dtype", "absolute"))
-def _lanczos_top_cached(op, like, key, *, num_steps, reortho, dtype, absolute):
-    return _lanczos_top(op.bind(), like, key, num_steps, reortho, dtype, absolute)
+_lanczos_top_run = operator_jit(_lanczos_top, ("num_steps", "reortho", "dtype", "absolute"))
 
 
 def _top_dispatch(matvec, like, key, num_steps, reortho, dtype, absolute):
     _check_options(num_steps, reortho, dtype)
-    if isinstance(matvec, Operator):
-        return _lanczos_top_cached(matvec, like, key, num_steps=int(num_steps), reortho=reortho, dtype=dtype,
-                                   absolute=absolute)
-    return _lanczos_top(matvec, like, key, num_steps, reortho, dtype, absolute)
+    return _lanczos_top_run(matvec, like, key, num_steps=int(num_steps), reortho=reortho, dtype=dtype,
+                            absolute=absolute)
 
 
 def top_eigenvalue(matvec: Callable, like: PyTree, key: jax.Array, *, num_steps: int = 30,
@@ -118,17 +112,10 @@ def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_prob
     probes per vmapped chunk (None: all at once; "auto": 1 on CPU, all elsewhere)."""
     num_probes = _check_probes(num_probes)
     batch_size = _auto_batch_size(batch_size)
-    if isinstance(matvec, Operator):
-        return _trace_cached(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
-    return _trace(matvec, like, key, num_probes, batch_size)
+    return _trace_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("num_probes", "batch_size"))
-def _trace_cached(op, like, key, *, num_probes, batch_size):
-    return _trace(op.bind(), like, key, num_probes, batch_size)
-
-
-def _trace(matvec, like, key, num_probes, batch_size):
+def _trace(matvec, like, key, *, num_probes, batch_size):
     flat, _, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -138,6 +125,9 @@ def _trace(matvec, like, key, num_probes, batch_size):
     samples = map_probes(one, jax.random.split(key, num_probes), batch_size)
     std = jnp.std(samples, ddof=1) if num_probes > 1 else jnp.zeros((), samples.dtype)
     return TraceEstimate(jnp.mean(samples), std / jnp.sqrt(num_probes), jnp.all(jnp.isfinite(samples)))
+
+
+_trace_run = operator_jit(_trace, ("num_probes", "batch_size"))
 
 
 def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 50,
@@ -150,17 +140,10 @@ def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int 
     """
     num_probes = _check_probes(num_probes)
     batch_size = _auto_batch_size(batch_size)
-    if isinstance(matvec, Operator):
-        return _l11_cached(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
-    return _l11(matvec, like, key, num_probes, batch_size)
+    return _l11_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=("num_probes", "batch_size"))
-def _l11_cached(op, like, key, *, num_probes, batch_size):
-    return _l11(op.bind(), like, key, num_probes, batch_size)
-
-
-def _l11(matvec, like, key, num_probes, batch_size):
+def _l11(matvec, like, key, *, num_probes, batch_size):
     flat, unravel, mv = _flat_matvec(matvec, like)
 
     def one(k):
@@ -171,36 +154,33 @@ def _l11(matvec, like, key, num_probes, batch_size):
     return L11Estimate(jnp.sum(rows), unravel(rows), jnp.all(jnp.isfinite(hv)))
 
 
+_l11_run = operator_jit(_l11, ("num_probes", "batch_size"))
+
+
 def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition, num_probes: int = 50,
                     diagonal: bool = False, batch_size: int | None = None) -> dict[str, jax.Array]:
-    """Per-block (1,1)-norms by the Cauchy sketch of seed 003 Algorithm 4.
+    """Per-block (1,1)-norms by the Cauchy sketch of seed 003 App. D.3, Algorithm 4.
 
     ``diagonal=False``: ``Σ_{i∈b} Σ_k |H_ik|`` (rows of block b against all columns; one set
     of ``num_probes`` full HVPs serves every block). ``diagonal=True``: ``‖H_bb‖_{1,1}``
     (probes confined to block b, ``num_blocks · num_probes`` HVPs vmapped over packed
     blocks, chunked by ``batch_size``). A non-finite HVP gives NaN for the blocks it touches
     (no flag here: the result is a plain dict of arrays; check with ``jnp.isfinite``).
+    An `Operator` is compiled once per (function, blocks, options, shapes).
     """
     num_probes = _check_probes(num_probes)
     check_batch_size(batch_size)
     check_like(like)
     labels = partition.labels(like)
-    if isinstance(matvec, Operator):
-        out = _block_l11_cached(matvec, like, key, partition=StaticPartition(partition, like),
-                                num_probes=num_probes, diagonal=bool(diagonal), batch_size=batch_size)
-        return {label: out[label] for label in labels}  # a dict out of jit comes back key-sorted
-    return _block_l11(matvec, like, key, partition, num_probes, diagonal, batch_size)
+    out = _block_l11_run(matvec, like, key, partition=StaticPartition(partition, like), num_probes=num_probes,
+                         diagonal=bool(diagonal), batch_size=batch_size)
+    return {label: out[label] for label in labels}  # a dict out of jit comes back key-sorted
 
 
-@functools.partial(jax.jit, static_argnames=("partition", "num_probes", "diagonal", "batch_size"))
-def _block_l11_cached(op, like, key, *, partition, num_probes, diagonal, batch_size):
-    return _block_l11(op.bind(), like, key, partition, num_probes, diagonal, batch_size)
-
-
-def _block_l11(matvec, like, key, partition, num_probes, diagonal, batch_size):
+def _block_l11(matvec, like, key, *, partition, num_probes, diagonal, batch_size):
     labels = partition.labels(like)
     if not diagonal:
-        est = l11_norm(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+        est = _l11(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
         sums = partition.block_sum(est.row_sums)
         return {label: sums[i] for i, label in enumerate(labels)}
     vdt = ravel(like)[0].dtype
@@ -224,3 +204,6 @@ def _block_l11(matvec, like, key, partition, num_probes, diagonal, batch_size):
         for i, label in enumerate(group.labels):
             out[label] = sums[i]
     return {label: out[label] for label in labels}
+
+
+_block_l11_run = operator_jit(_block_l11, ("partition", "num_probes", "diagonal", "batch_size"))

@@ -15,6 +15,7 @@ The function is compared by identity: define ``loss_fn`` once, not as a fresh la
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -23,7 +24,7 @@ from heterogeneity.curvature._hvp import check_params, hvp, linearized_hvp
 
 PyTree = Any
 
-__all__ = ["Operator", "HessianOperator", "LinearOperator"]
+__all__ = ["Operator", "HessianOperator", "LinearOperator", "StaticPartition", "operator_jit"]
 
 
 class Operator:
@@ -111,3 +112,26 @@ class StaticPartition:
 
     def __getattr__(self, name):  # labels, block_ids, block_sum, ...: the partition's own
         return getattr(self.__dict__["partition"], name)
+
+
+def operator_jit(impl: Callable, static_argnames: tuple[str, ...]) -> Callable:
+    """``impl(matvec, *arrays, **options)`` dispatched on its operator.
+
+    An `Operator` goes through one module-level `jax.jit` (the operator is a pytree argument,
+    bound inside; ``options`` named in ``static_argnames`` are static), so the program is
+    cached per (function, options, shapes). Any other matvec (a closure) calls ``impl``
+    directly: it is traced wherever it is called (inside the caller's own `jax.jit`).
+    """
+
+    @functools.partial(jax.jit, static_argnames=static_argnames)
+    def compiled(op, *args, **options):
+        return impl(op.bind(), *args, **options)
+
+    @functools.wraps(impl)
+    def dispatch(matvec, *args, **options):
+        if isinstance(matvec, Operator):
+            return compiled(matvec, *args, **options)
+        return impl(matvec, *args, **options)
+
+    dispatch.compiled = compiled  # for compile counters in tests
+    return dispatch

@@ -13,14 +13,13 @@ flattened vector, so a pytree and its `ravel` give identical numbers. Probes are
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, gauss_quadrature, lanczos_flat
-from heterogeneity.curvature._operator import Operator
+from heterogeneity.curvature._operator import operator_jit
 from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
@@ -130,15 +129,7 @@ def slq(
     check_like(like)
     opts = dict(num_steps=int(num_steps), num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
                 batch_size=batch_size)
-    if isinstance(matvec, Operator):
-        return _slq_cached(matvec, like, key, **opts)
-    return _slq(matvec, like, key, **opts)
-
-
-@functools.partial(jax.jit, static_argnames=("num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size"))
-def _slq_cached(op, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size):
-    return _slq(op.bind(), like, key, num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
-                dtype=dtype, batch_size=batch_size)
+    return _slq_run(matvec, like, key, **opts)
 
 
 def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size):
@@ -155,3 +146,6 @@ def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, bat
 
     nodes, weights, finite = map_probes(one, jax.random.split(key, num_probes), batch_size)
     return Spectrum(nodes, weights, jnp.all(finite))
+
+
+_slq_run = operator_jit(_slq, ("num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size"))

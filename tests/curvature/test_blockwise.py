@@ -4,6 +4,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from curvature_tiny import dense_of, make_attention, make_mlp
 from heterogeneity import curvature as hc
@@ -18,16 +19,17 @@ def _draw(key, num_probes, probe, valid):
 
 
 def _probes(partition, params, key, num_steps, num_probes, probe):
-    """Rebuild each block's probes and flat indices exactly as `blockwise_slq` draws them."""
+    """Rebuild each block's probes and flat indices as `blockwise_slq` draws them: keys
+    split from ``fold_in(key, b)``, the probe on the block's first ``d_b`` packed entries
+    (JAX's counter PRNG makes that independent of the padding width), blocks in flat order."""
+    flat_ids = np.concatenate([np.asarray(x).reshape(-1) for x in jax.tree.leaves(partition.block_ids(params))])
     out = {}
-    for group in hc.block_packing(partition, params, small=num_steps):
-        for i, label in enumerate(group.labels):
-            n = int(group.valid[i].sum())
-            vs = None
-            if num_probes:
-                vs = np.asarray(_draw(jax.random.fold_in(key, int(group.blocks[i])), num_probes, probe,
-                                      jnp.asarray(group.valid[i])))[:, :n]
-            out[label] = (group.flat[i, :n], vs)
+    for b, label in enumerate(partition.labels(params)):
+        flat = np.nonzero(flat_ids == b)[0]
+        vs = None
+        if num_probes:
+            vs = np.asarray(_draw(jax.random.fold_in(key, b), num_probes, probe, jnp.ones(len(flat), bool)))
+        out[label] = (flat, vs)
     return out
 
 
@@ -112,3 +114,25 @@ def test_blockwise_top_eigenvalue_matches_eigh():
             lam = np.linalg.eigvalsh(h[np.ix_(idx, idx)])
             np.testing.assert_allclose(tops[label].value, lam[-1], rtol=1e-8, atol=1e-12)
             assert float(tops[label].error_bound) < 1e-6 * max(abs(lam).max(), 1e-12)
+
+
+def test_blocks_subset_gives_the_full_run_numbers_and_bad_labels_raise():
+    """``blocks=`` computes only those labels (partition order), with the same probes and numbers as
+    the full run; unknown, repeated, empty or string block lists raise naming the problem."""
+    loss_fn, params, batch = make_mlp()
+    part = hp.by_leaf(params)
+    labels = part.labels(params)
+    key = jax.random.key(3)
+    full = hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=6, num_probes=2)
+    chosen = [labels[-1], labels[0]]
+    sub = hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=6, num_probes=2, blocks=chosen)
+    assert list(sub) == [labels[0], labels[-1]]
+    for label in sub:
+        np.testing.assert_allclose(sub[label].nodes, full[label].nodes, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sub[label].weights, full[label].weights, rtol=1e-5, atol=1e-6)
+    top = hc.blockwise_top_eigenvalue(loss_fn, params, batch, key, partition=part, num_steps=6, blocks=[labels[1]])
+    assert list(top) == [labels[1]]
+    for bad, msg in [(["nope"], "unknown block label"), ([labels[0], labels[0]], "twice"), ([], "empty"),
+                     (labels[0], "sequence of block labels")]:
+        with pytest.raises(ValueError, match=msg):
+            hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=6, blocks=bad)
