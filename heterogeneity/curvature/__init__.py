@@ -24,6 +24,10 @@ shapes) and reuse the program for new params or batches.
 
 A batch wrapped in `MicroBatched` (or built by `microbatch`) is averaged over its leading
 micro-batch axis inside one `lax.scan` (constant memory).
+
+Several devices: the probe-parallel estimators take ``mesh=`` (a `jax.sharding.Mesh`) and split
+their (block, probe) pairs over its devices; ``HessianOperator(..., mesh=)`` and ``hvp(...,
+mesh=)`` split the micro-batches of a `MicroBatched` batch and `psum` the partial HVPs.
 """
 from heterogeneity.curvature._blockwise import (
     EigenEstimate,

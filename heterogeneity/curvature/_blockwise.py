@@ -2,26 +2,43 @@
 
 Seed 001 (App. C.2, D.1, Sec. 2) compares the spectra of the diagonal Hessian blocks
 ``∇²L(w_l)``; its code runs one Lanczos (and one extra backward) per block, block after
-block. Here all blocks and all probes run at once:
+block. Here all blocks and all probes run in one program:
 
-* one `jax.linearize` of the gradient is shared by every block-restricted HVP;
-* blocks are grouped by the leaves they live in (one group per leaf for a by-leaf
-  partition; all heads of a `Split` leaf in one group). Within a group each block is
-  *packed*: its elements are gathered (static indices) into a vector of length ``d_max``
-  (the group's largest block), zero padded, and ``H_bb x = gather_b(H · scatter_b(x))``;
-  Lanczos runs in the block's own coordinates, its basis is ``num_steps × d_max``. The
-  tangent is a compile-time zero outside the group's leaves, so XLA prunes each group's HVP
-  to the layers it needs (a masked full-size HVP per block costs ~2x more flops on an MLP);
-* within a group, blocks × probes are flattened and vmapped (or `lax.map`-ped in chunks of
-  ``batch_size``) over the same Lanczos code; all groups sit in one traced, compiled program;
-* blocks with at most ``num_steps`` elements form their own groups, always run with full
-  re-orthogonalisation: Lanczos breaks down once the block's Krylov space is exhausted,
-  restart vectors are confined to the block (``support``) until all ``d_b`` directions are
-  spanned, then the run freezes. The quadrature is then exact: its nodes are eigenvalues of
-  ``H_bb`` (`eigh`, up to rounding) and its weights the probe's ``(vᵀq_i)²`` (tested).
+* one `jax.linearize` of the gradient is shared by every block-restricted HVP, and its
+  linear program is traced once (`heterogeneity.curvature._restrict.Traced`);
+* blocks are packed into *groups* that share one restricted HVP. A group's HVP takes
+  tangents only on the leaves its blocks live in and forms only those leaves' outputs; the
+  rest is dropped at trace time (symbolic zeros forward, dead code backward), so a group
+  holds the layers between its leaves and the loss, as a per-block program would. Each
+  block is packed into a vector of length ``d_max`` (the group's largest block), zero
+  padded, placed by a dynamic slice (or its index table when not contiguous);
+* ``group_by`` sets what may share a group, which is the trade between compile time and
+  run time: ``"leaf"`` groups only blocks of the same leaves (one group per tensor for
+  `by_leaf`: the finest pruning, and a program that grows with the number of blocks);
+  ``"module"`` (default) the blocks of leaves with one parent path, a kernel with its bias
+  or a norm's scale with its shift (half the program for almost the same run time: the
+  two share their whole path to the loss); ``"layer"`` the blocks of one layer (`by_layer`
+  units: the program grows with the number of layers, each HVP runs the whole layer);
+  ``"all"`` one group per size class (a program flat in the number of blocks and layers;
+  every HVP is a full HVP). Within a unit, blocks of very different sizes go apart
+  (`SIZE_RATIO`, `PAD_FREE`), so a bias is not padded to an embedding. Measured trade-offs
+  are in BENCHMARKS.md;
+* within a group the (block, probe) pairs run the same Lanczos code: a plain loop
+  (``batch_size=1``, the ``"auto"`` choice on CPU, where it compiles and runs faster),
+  vmapped (None, the choice on accelerators) or vmapped in chunks of ``batch_size``;
+  ``mesh`` splits them over devices first (`heterogeneity.curvature._sharding`);
+* blocks with at most ``num_steps`` elements run with full re-orthogonalisation: Lanczos
+  breaks down once the block's Krylov space is exhausted, restart vectors are confined to
+  the block (``support``) until all ``d_b`` directions are spanned, then the run freezes.
+  The quadrature is then exact: its nodes are eigenvalues of ``H_bb`` (`eigh`, up to
+  rounding) and its weights the probe's ``(vᵀq_i)²`` (tested).
 
-Memory: ``"full"`` stores ``num_blocks · num_probes · num_steps · d_max`` basis entries
-(use ``reortho="none"`` or ``batch_size`` for large models).
+Probes come from ``fold_in(key, b)`` for block ``b`` (its partition index) and are
+prefix-stable in their length, so a block gets the same probe whatever its group, its
+``d_max``, ``group_by``, ``blocks`` or ``batch_size``: the results agree to float rounding.
+
+Memory: ``"full"`` stores ``num_steps · d_max`` basis entries per (block, probe) in flight
+(use ``reortho="none"`` or a small ``batch_size`` for large models).
 """
 from __future__ import annotations
 
@@ -40,8 +57,10 @@ from heterogeneity.curvature._lanczos import (
     ritz,
 )
 from heterogeneity.curvature._operator import HessianOperator, StaticPartition, operator_jit
-from heterogeneity.curvature._slq import Spectrum, check_batch_size, check_like, check_probe, map_probes, probe_vector
-from heterogeneity.tree import ravel
+from heterogeneity.curvature._restrict import Traced
+from heterogeneity.curvature._sharding import check_mesh
+from heterogeneity.curvature._slq import Spectrum, check_like, check_probe, map_probes, probe_vector, resolve_batch_size
+from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
 
@@ -67,7 +86,8 @@ class BlockGroup(NamedTuple):
     concatenation is the group's sub-vector. ``index[i, :sizes[i]]`` are the positions of
     block ``blocks[i]`` in that sub-vector, ``flat`` the same positions in the full `ravel`
     vector; ``valid`` masks the padding; ``whole`` is True when every block *is* the whole
-    sub-vector (no scatter/gather needed).
+    sub-vector (no scatter/gather needed); ``contiguous`` when every block is the range
+    ``offsets[i] + arange(sizes[i])`` of it (a dynamic slice, no index table in the program).
     """
 
     labels: tuple[str, ...]
@@ -77,6 +97,9 @@ class BlockGroup(NamedTuple):
     flat: np.ndarray
     valid: np.ndarray
     whole: bool
+    sizes: np.ndarray
+    offsets: np.ndarray
+    contiguous: bool
 
 
 def _leaf_block_ids(partition, params) -> list[np.ndarray]:
@@ -106,24 +129,69 @@ def select_blocks(labels: Sequence[str], blocks) -> list[int]:
     return sorted(pos[b] for b in wanted)
 
 
-def block_packing(partition, params, *, small: int = 0, blocks=None) -> list[BlockGroup]:
-    """Static packing of ``partition``'s blocks (or only the ``blocks`` labels), grouped by the
-    leaves they touch and by size (``<= small`` apart from larger ones). Pure numpy on static
-    shapes (jit-safe)."""
+GROUPINGS = ("leaf", "module", "layer", "all")
+SIZE_RATIO = 16  # blocks of one unit whose sizes differ more than this are packed apart ...
+PAD_FREE = 1 << 16  # ... unless the larger has at most this many elements (padding them is free)
+
+
+def _leaf_units(group_by, params) -> list:
+    """The grouping unit of every leaf (`jax.tree.leaves` order)."""
+    n = len(jax.tree.leaves(params))
+    if group_by == "leaf":
+        return list(range(n))
+    if group_by == "all":
+        return [0] * n
+    if group_by == "module":  # the leaf's parent path: a kernel and its bias, a norm's scale and bias
+        return [path.rsplit("/", 1)[0] if "/" in path else path for path, _ in leaves_with_paths(params)]
+    from heterogeneity import partition as hp  # a partition module import here avoids a cycle
+
+    rule = hp.by_layer() if group_by == "layer" else group_by
+    return [tuple(np.unique(ids).tolist()) for ids in _leaf_block_ids(rule, params)]
+
+
+def check_group_by(group_by) -> None:
+    if isinstance(group_by, str):
+        if group_by not in GROUPINGS:
+            raise ValueError(f"group_by must be one of {GROUPINGS} or a Partition, got {group_by!r}")
+    elif not (hasattr(group_by, "layout") and hasattr(group_by, "block_ids")):
+        raise ValueError(f"group_by must be one of {GROUPINGS} or a Partition, got {type(group_by).__name__}")
+
+
+def block_packing(partition, params, *, small: int = 0, blocks=None, group_by="leaf") -> list[BlockGroup]:
+    """Static packing of ``partition``'s blocks (or only the ``blocks`` labels) into groups that
+    share one restricted HVP. ``group_by`` says which blocks may share: ``"leaf"`` only blocks
+    of the same leaves (finest pruning), ``"module"`` blocks of leaves with the same parent
+    path (a kernel and its bias), ``"layer"`` blocks of one layer (`by_layer` units), ``"all"``
+    any, or a `Partition` whose blocks are the units. Within a unit, blocks are further split
+    by size (more than `SIZE_RATIO` apart once the larger exceeds `PAD_FREE` elements, and
+    ``<= small`` apart from larger ones). Pure numpy on static shapes (jit-safe)."""
+    check_group_by(group_by)
     labels = partition.labels(params)
     chosen_blocks = select_blocks(labels, blocks)
     leaf_ids = _leaf_block_ids(partition, params)
     offsets = np.cumsum([0] + [len(x) for x in leaf_ids])
+    units = _leaf_units(group_by, params)
     touch: dict[int, list[int]] = {}
     for n, ids in enumerate(leaf_ids):
         for b in np.unique(ids):
             touch.setdefault(int(b), []).append(n)
-    keys: dict[tuple, list[int]] = {}
+    size = {b: sum(int(np.sum(leaf_ids[n] == b)) for n in touch[b]) for b in chosen_blocks}
+    by_unit: dict[tuple, list[int]] = {}
     for b in chosen_blocks:
-        size = sum(int(np.sum(leaf_ids[n] == b)) for n in touch[b])
-        keys.setdefault((tuple(touch[b]), size <= small), []).append(b)
+        unit = tuple(sorted({units[n] for n in touch[b]}, key=repr))
+        by_unit.setdefault((unit, size[b] <= small), []).append(b)
+    keys: dict[tuple, list[int]] = {}
+    for key, members in by_unit.items():
+        lo = None  # size classes: sorted by size, a new class when the ratio to its smallest exceeds SIZE_RATIO
+        for b in sorted(members, key=lambda b: size[b]):
+            if lo is None or size[b] > max(SIZE_RATIO * lo, PAD_FREE):
+                lo, cls = size[b], len(keys)
+            keys.setdefault((key, cls), []).append(b)
+    for key in keys:
+        keys[key].sort()
     groups = []
-    for (leaves, _), chosen in keys.items():
+    for chosen in keys.values():
+        leaves = tuple(sorted({n for b in chosen for n in touch[b]}))
         sub_ids = np.concatenate([leaf_ids[n] for n in leaves])
         sub_flat = np.concatenate([np.arange(offsets[n], offsets[n + 1]) for n in leaves])
         members = [np.nonzero(sub_ids == b)[0] for b in chosen]
@@ -134,62 +202,85 @@ def block_packing(partition, params, *, small: int = 0, blocks=None) -> list[Blo
             index[i, : len(mem)] = mem
             valid[i, : len(mem)] = True
         whole = len(chosen) == 1 and len(members[0]) == len(sub_ids)
+        sizes = np.asarray([len(mem) for mem in members], np.int32)
+        starts = np.asarray([mem[0] for mem in members], np.int32)
+        contiguous = all(np.array_equal(mem, np.arange(mem[0], mem[0] + len(mem))) for mem in members)
         groups.append(BlockGroup(tuple(labels[b] for b in chosen), np.asarray(chosen), leaves, index,
-                                 sub_flat[index], valid, whole))
+                                 sub_flat[index], valid, whole, sizes, starts, contiguous))
     return groups
 
 
 def group_matvec(matvec: Callable, like: PyTree, group: BlockGroup, dtype) -> Callable:
-    """``(x, index, valid) ↦ H_bb x`` on packed coordinates of a block of ``group``.
+    """``(x, i) ↦ H_bb x`` on packed coordinates (length ``d_max``, zero past the block's size)
+    of block ``i`` (its position in ``group``, may be traced).
 
-    The tangent is zero (a compile-time constant) on every leaf outside the group and only
-    the group's leaves of the output are read, so XLA prunes the HVP to the layers between
-    the block and the loss, as a per-block program would.
+    The HVP is restricted to the group's leaves (`heterogeneity.curvature._restrict`): the
+    tangent is a symbolic zero on every other leaf and only the group's outputs are formed,
+    so the program holds the layers between the group's leaves and the loss, as a per-block
+    program would. Contiguous blocks are placed and read by dynamic slices; others by their
+    index table. ``matvec`` may be a `Traced` operator (traced once for many groups).
     """
-    leaves, treedef = jax.tree.flatten(like)
+    leaves = jax.tree.leaves(like)
     sel = group.leaves
     shapes = [np.shape(leaves[n]) for n in sel]
     splits = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
     d_sub = int(sum(int(np.prod(s, dtype=np.int64)) for s in shapes))
+    restricted = (matvec if isinstance(matvec, Traced) else Traced(matvec, like)).restrict(sel)
 
     def mv_sub(sub):
-        t = [jnp.zeros(np.shape(x), jnp.result_type(x)) for x in leaves]
-        for n, part, shp in zip(sel, jnp.split(sub, splits), shapes):
-            t[n] = part.reshape(shp).astype(jnp.result_type(leaves[n]))
-        out = jax.tree.leaves(matvec(jax.tree.unflatten(treedef, t)))
-        return jnp.concatenate([out[n].reshape(-1).astype(dtype) for n in sel])
+        parts = [part.reshape(shp).astype(jnp.result_type(leaves[n]))
+                 for n, part, shp in zip(sel, jnp.split(sub, splits), shapes)]
+        return jnp.concatenate([o.reshape(-1).astype(dtype) for o in restricted(*parts)])
 
-    def mv(x, index, valid):
+    dmax = group.index.shape[1]
+
+    def mv(x, i):
         if group.whole:
             return mv_sub(x.astype(dtype)).astype(x.dtype)
-        sub = jnp.zeros((d_sub,), dtype).at[index].add(jnp.where(valid, x, 0).astype(dtype))
-        return jnp.where(valid, mv_sub(sub)[index], 0).astype(x.dtype)
+        valid = block_support(group, i)
+        x = jnp.where(valid, x, 0).astype(dtype)
+        if group.contiguous:
+            off = jnp.asarray(group.offsets)[i]
+            sub = jax.lax.dynamic_update_slice(jnp.zeros((d_sub + dmax,), dtype), x, (off,))[:d_sub]
+            out = jax.lax.dynamic_slice(jnp.concatenate([mv_sub(sub), jnp.zeros((dmax,), dtype)]), (off,), (dmax,))
+        else:
+            index = jnp.asarray(group.index)[i]
+            out = mv_sub(jnp.zeros((d_sub,), dtype).at[index].add(x))[index]
+        return jnp.where(valid, out, 0).astype(x.dtype)
 
     return mv
 
 
+def block_support(group: BlockGroup, i) -> jax.Array:
+    """The 0/1 mask of block ``i``'s coordinates in its packed vector of length ``d_max``."""
+    return jnp.arange(group.index.shape[1]) < jnp.asarray(group.sizes)[i]
+
+
 def _blockwise_lanczos(matvec, like, key, *, partition, blocks, num_steps, num_probes, reortho, probe, dtype,
-                       batch_size, post: Callable[[LanczosResult], Any]) -> dict[str, Any]:
+                       batch_size, mesh, group_by, post: Callable[[LanczosResult], Any]) -> dict[str, Any]:
     vdt = ravel(like)[0].dtype  # arguments were checked by the public function (`_check_blockwise`)
     out: dict[str, Any] = {}
-    for group in block_packing(partition, like, small=num_steps, blocks=blocks):
+    # small blocks need full re-orthogonalisation (exact quadrature): apart only when reortho is not full
+    small = 0 if reortho == "full" else num_steps
+    traced = Traced(matvec, like)  # traced once; each group re-emits only its part (`_restrict`)
+    for group in block_packing(partition, like, small=small, blocks=blocks, group_by=group_by):
         mode = "full" if group.index.shape[1] <= num_steps else reortho
         nb = len(group.labels)
-        mv = group_matvec(matvec, like, group, vdt)
+        mv = group_matvec(traced, like, group, vdt)
         block_keys = jax.vmap(lambda b: jax.random.split(jax.random.fold_in(key, b), num_probes))(
             jnp.asarray(group.blocks))
-        items = (jnp.repeat(jnp.asarray(group.index), num_probes, axis=0),
-                 jnp.repeat(jnp.asarray(group.valid), num_probes, axis=0),
+        items = (jnp.repeat(jnp.arange(nb, dtype=jnp.int32), num_probes),
                  block_keys.reshape((nb * num_probes,) + block_keys.shape[2:]))
 
-        def one(item, mode=mode, mv=mv):
-            index, valid, k = item
-            v0 = probe_vector(k, index.shape[0], vdt, probe, support=valid)
-            res = lanczos_flat(lambda x: mv(x, index, valid), v0, num_steps, reortho=mode, dtype=dtype,
-                               support=valid)
+        def one(item, mode=mode, mv=mv, group=group):
+            i, k = item
+            valid = block_support(group, i)
+            # probes are prefix-stable in their length, so a block's probe does not depend on d_max
+            v0 = probe_vector(k, group.index.shape[1], vdt, probe, support=valid)
+            res = lanczos_flat(lambda x: mv(x, i), v0, num_steps, reortho=mode, dtype=dtype, support=valid)
             return post(res)
 
-        result = map_probes(one, items, batch_size)
+        result = map_probes(one, items, batch_size, mesh)
         for i, label in enumerate(group.labels):
             out[label] = jax.tree.map(lambda x: x.reshape((nb, num_probes) + x.shape[1:])[i], result)
     return {label: out[label] for label in partition.labels(like) if label in out}
@@ -207,8 +298,10 @@ def blockwise_slq(
     reortho: str = "full",
     probe: str = "rademacher",
     dtype=None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     blocks: Sequence[str] | None = None,
+    mesh=None,
+    group_by="module",
 ) -> dict[str, Spectrum]:
     """SLQ of every diagonal Hessian block ``H_bb`` (seed 001 App. C.2 Alg. 5, D.1).
 
@@ -217,7 +310,11 @@ def blockwise_slq(
     the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
     nodes are eigenvalues of H_bb, its weights the probe's). ``blocks``: only these labels
     (e.g. a chunk of a large model; same numbers as in a full run). ``batch`` may be
-    `MicroBatched`. ``batch_size`` chunks the (block, probe) pairs of each group.
+    `MicroBatched`. ``batch_size``: (block, probe) pairs of a group run at once ("auto": one
+    at a time on CPU, all at once elsewhere; module doc); ``mesh`` (a `jax.sharding.Mesh`)
+    splits them over its devices first. ``group_by`` (``"module"``, ``"leaf"``, ``"layer"``,
+    ``"all"`` or a `Partition`): which blocks share a restricted HVP, trading compile time
+    for run time (module doc).
 
     The defaults (30 steps, 2 probes) are for small models; the papers use
     ``num_steps=100, num_probes=10``. One linearization, one compiled program, compiled once
@@ -226,7 +323,7 @@ def blockwise_slq(
     """
     return blockwise_slq_matvec(HessianOperator(loss_fn, params, batch), params, key, partition=partition,
                                 num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
-                                dtype=dtype, batch_size=batch_size, blocks=blocks)
+                                dtype=dtype, batch_size=batch_size, blocks=blocks, mesh=mesh, group_by=group_by)
 
 
 def _spectrum(res):
@@ -239,8 +336,15 @@ def _blockwise_spectra(matvec, like, key, **opts):
     return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
 
 
-_STATIC = ("partition", "blocks", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size")
+_STATIC = ("partition", "blocks", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size", "mesh",
+           "group_by")
 _blockwise_spectra_run = operator_jit(_blockwise_spectra, _STATIC)
+
+
+def _group_key(group_by, like):
+    """``group_by`` checked, as a static jit argument (a partition by its resolved layout)."""
+    check_group_by(group_by)
+    return group_by if isinstance(group_by, str) else StaticPartition(group_by, like)
 
 
 def _blocks_key(labels, blocks) -> tuple[str, ...] | None:
@@ -254,13 +358,16 @@ def _in_order(out: dict, labels) -> dict:
 
 
 def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=30, num_probes=2, reortho="full",
-                         probe="rademacher", dtype=None, batch_size=None, blocks=None) -> dict[str, Spectrum]:
+                         probe="rademacher", dtype=None, batch_size="auto", blocks=None, mesh=None,
+                         group_by="module") -> dict[str, Spectrum]:
     """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``
     (an `Operator` is compiled once per function, blocks, options and shapes)."""
     opts = _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size)
+    check_mesh(mesh, matvec)
     labels = partition.labels(like)
     chosen = _blocks_key(labels, blocks)
-    out = _blockwise_spectra_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen, **opts)
+    out = _blockwise_spectra_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen,
+                                 mesh=mesh, group_by=_group_key(group_by, like), **opts)
     return _in_order(out, labels)
 
 
@@ -268,7 +375,7 @@ def _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_s
     _check_options(num_steps, reortho, dtype)
     num_probes = check_positive_int(num_probes, "num_probes")
     check_probe(probe)
-    check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size)
     check_like(like)
     return dict(num_steps=int(num_steps), num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
                 batch_size=batch_size)
@@ -292,28 +399,33 @@ def blockwise_top_eigenvalue(
     num_steps: int = 30,
     reortho: str = "full",
     dtype=None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     blocks: Sequence[str] | None = None,
+    mesh=None,
+    group_by="module",
 ) -> dict[str, EigenEstimate]:
     """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos from a Gaussian start,
     top Ritz value with its residual bound; seed 001 App. C.2). Same engine and caching as
     `blockwise_slq`."""
     op = HessianOperator(loss_fn, params, batch)
     opts = _check_blockwise(params, num_steps, 1, reortho, "normal", dtype, batch_size)
+    check_mesh(mesh)
     labels = partition.labels(params)
     chosen = _blocks_key(labels, blocks)
     out = _blockwise_top_run(op, params, key,
                              partition=StaticPartition(partition, params), blocks=chosen,
-                             num_steps=opts["num_steps"], reortho=reortho, dtype=dtype, batch_size=batch_size)
+                             num_steps=opts["num_steps"], reortho=reortho, dtype=dtype, batch_size=opts["batch_size"],
+                             mesh=mesh, group_by=_group_key(group_by, params))
     return _in_order(out, labels)
 
 
-def _blockwise_top(matvec, like, key, *, partition, blocks, num_steps, reortho, dtype, batch_size):
+def _blockwise_top(matvec, like, key, *, partition, blocks, num_steps, reortho, dtype, batch_size, mesh, group_by):
     res = _blockwise_lanczos(matvec, like, key, partition=partition, blocks=blocks, num_steps=num_steps,
                              num_probes=1, reortho=reortho, probe="normal", dtype=dtype, batch_size=batch_size,
+                             mesh=mesh, group_by=group_by,
                              post=lambda r: _top(r, absolute=False))
     return {label: jax.tree.map(lambda x: x[0], est) for label, est in res.items()}
 
 
 _blockwise_top_run = operator_jit(_blockwise_top, ("partition", "blocks", "num_steps", "reortho", "dtype",
-                                                   "batch_size"))
+                                                   "batch_size", "mesh", "group_by"))

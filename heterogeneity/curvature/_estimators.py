@@ -20,10 +20,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from heterogeneity.curvature._blockwise import EigenEstimate, _top, block_packing, group_matvec
+from heterogeneity.curvature._blockwise import EigenEstimate, _top, block_packing, block_support, group_matvec
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, lanczos_flat
 from heterogeneity.curvature._operator import StaticPartition, operator_jit
-from heterogeneity.curvature._slq import check_batch_size, check_like, map_probes
+from heterogeneity.curvature._restrict import Traced
+from heterogeneity.curvature._sharding import check_mesh
+from heterogeneity.curvature._slq import check_like, map_probes, resolve_batch_size
 from heterogeneity.tree import ravel
 
 PyTree = Any
@@ -94,71 +96,62 @@ def spectral_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_steps: 
     return _top_dispatch(matvec, like, key, num_steps, reortho, dtype, absolute=True)
 
 
-def _auto_batch_size(batch_size):
-    """``"auto"``: one probe at a time on CPU (measured faster than vmapping all of them,
-    BENCHMARKS.md), all probes vmapped on other backends; else ``batch_size`` (None = vmap all)."""
-    if isinstance(batch_size, str) and batch_size == "auto":
-        return 1 if jax.default_backend() == "cpu" else None
-    try:
-        check_batch_size(batch_size)
-    except ValueError:
-        raise ValueError(f"batch_size must be a positive int, None or 'auto', got {batch_size!r}") from None
-    return batch_size
-
-
 def hutchinson_trace(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 100,
-                     batch_size: int | None | str = "auto") -> TraceEstimate:
+                     batch_size: int | None | str = "auto", mesh=None) -> TraceEstimate:
     """``tr H ≈ (1/n) Σ zᵀHz`` with Rademacher ``z`` (seed 001 App. C.2 Step 1). ``batch_size``:
-    probes per vmapped chunk (None: all at once; "auto": 1 on CPU, all elsewhere)."""
+    probes per vmapped chunk (None: all at once; "auto": 1 on CPU, all elsewhere). ``mesh``:
+    a `jax.sharding.Mesh` whose devices split the probes."""
     num_probes = _check_probes(num_probes)
-    batch_size = _auto_batch_size(batch_size)
-    return _trace_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+    batch_size = resolve_batch_size(batch_size)
+    check_mesh(mesh, matvec)
+    return _trace_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size, mesh=mesh)
 
 
-def _trace(matvec, like, key, *, num_probes, batch_size):
+def _trace(matvec, like, key, *, num_probes, batch_size, mesh):
     flat, _, mv = _flat_matvec(matvec, like)
 
     def one(k):
         z = jax.random.rademacher(k, flat.shape, flat.dtype)
         return jnp.vdot(z, mv(z))
 
-    samples = map_probes(one, jax.random.split(key, num_probes), batch_size)
+    samples = map_probes(one, jax.random.split(key, num_probes), batch_size, mesh)
     std = jnp.std(samples, ddof=1) if num_probes > 1 else jnp.zeros((), samples.dtype)
     return TraceEstimate(jnp.mean(samples), std / jnp.sqrt(num_probes), jnp.all(jnp.isfinite(samples)))
 
 
-_trace_run = operator_jit(_trace, ("num_probes", "batch_size"))
+_trace_run = operator_jit(_trace, ("num_probes", "batch_size", "mesh"))
 
 
 def l11_norm(matvec: Callable, like: PyTree, key: jax.Array, *, num_probes: int = 50,
-             batch_size: int | None | str = "auto") -> L11Estimate:
+             batch_size: int | None | str = "auto", mesh=None) -> L11Estimate:
     """Cauchy-sketch estimate of ``‖H‖_{1,1} = Σ_ik |H_ik|`` (seed 003 App. D.3, Algorithm 4).
 
     ``num_probes`` HVPs against i.i.d. standard Cauchy vectors; row-wise median of their
-    absolute values, summed over rows (50 probes as in seed 003). ``batch_size`` as in
-    `hutchinson_trace`.
+    absolute values, summed over rows (50 probes as in seed 003). ``batch_size`` and ``mesh``
+    as in `hutchinson_trace`.
     """
     num_probes = _check_probes(num_probes)
-    batch_size = _auto_batch_size(batch_size)
-    return _l11_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+    batch_size = resolve_batch_size(batch_size)
+    check_mesh(mesh, matvec)
+    return _l11_run(matvec, like, key, num_probes=num_probes, batch_size=batch_size, mesh=mesh)
 
 
-def _l11(matvec, like, key, *, num_probes, batch_size):
+def _l11(matvec, like, key, *, num_probes, batch_size, mesh):
     flat, unravel, mv = _flat_matvec(matvec, like)
 
     def one(k):
         return jnp.abs(mv(jax.random.cauchy(k, flat.shape, flat.dtype)))
 
-    hv = map_probes(one, jax.random.split(key, num_probes), batch_size)
+    hv = map_probes(one, jax.random.split(key, num_probes), batch_size, mesh)
     rows = jnp.median(hv, axis=0)
     return L11Estimate(jnp.sum(rows), unravel(rows), jnp.all(jnp.isfinite(hv)))
 
 
-_l11_run = operator_jit(_l11, ("num_probes", "batch_size"))
+_l11_run = operator_jit(_l11, ("num_probes", "batch_size", "mesh"))
 
 
 def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition, num_probes: int = 50,
-                    diagonal: bool = False, batch_size: int | None = None) -> dict[str, jax.Array]:
+                    diagonal: bool = False, batch_size: int | str | None = "auto", mesh=None) -> dict[str, jax.Array]:
     """Per-block (1,1)-norms by the Cauchy sketch of seed 003 App. D.3, Algorithm 4.
 
     ``diagonal=False``: ``Σ_{i∈b} Σ_k |H_ik|`` (rows of block b against all columns; one set
@@ -166,44 +159,45 @@ def block_l11_norms(matvec: Callable, like: PyTree, key: jax.Array, *, partition
     (probes confined to block b, ``num_blocks · num_probes`` HVPs vmapped over packed
     blocks, chunked by ``batch_size``). A non-finite HVP gives NaN for the blocks it touches
     (no flag here: the result is a plain dict of arrays; check with ``jnp.isfinite``).
-    An `Operator` is compiled once per (function, blocks, options, shapes).
+    An `Operator` is compiled once per (function, blocks, options, shapes). ``mesh``: a
+    `jax.sharding.Mesh` whose devices split the probes (or (block, probe) pairs).
     """
     num_probes = _check_probes(num_probes)
-    check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size)
     check_like(like)
+    check_mesh(mesh, matvec)
     labels = partition.labels(like)
     out = _block_l11_run(matvec, like, key, partition=StaticPartition(partition, like), num_probes=num_probes,
-                         diagonal=bool(diagonal), batch_size=batch_size)
+                         diagonal=bool(diagonal), batch_size=batch_size, mesh=mesh)
     return {label: out[label] for label in labels}  # a dict out of jit comes back key-sorted
 
 
-def _block_l11(matvec, like, key, *, partition, num_probes, diagonal, batch_size):
+def _block_l11(matvec, like, key, *, partition, num_probes, diagonal, batch_size, mesh):
     labels = partition.labels(like)
     if not diagonal:
-        est = _l11(matvec, like, key, num_probes=num_probes, batch_size=batch_size)
+        est = _l11(matvec, like, key, num_probes=num_probes, batch_size=batch_size, mesh=mesh)
         sums = partition.block_sum(est.row_sums)
         return {label: sums[i] for i, label in enumerate(labels)}
     vdt = ravel(like)[0].dtype
     out = {}
+    traced = Traced(matvec, like)
     for group in block_packing(partition, like):
         nb, dmax = group.index.shape
-        mv = group_matvec(matvec, like, group, vdt)
+        mv = group_matvec(traced, like, group, vdt)
         keys = jax.vmap(lambda b: jax.random.split(jax.random.fold_in(key, b), num_probes))(jnp.asarray(group.blocks))
-        items = (jnp.repeat(jnp.asarray(group.index), num_probes, axis=0),
-                 jnp.repeat(jnp.asarray(group.valid), num_probes, axis=0),
-                 keys.reshape((nb * num_probes,) + keys.shape[2:]))
+        items = (jnp.repeat(jnp.arange(nb, dtype=jnp.int32), num_probes), keys.reshape((nb * num_probes,) + keys.shape[2:]))
 
-        def one(item, mv=mv, dmax=dmax):
-            index, valid, k = item
-            v = jnp.where(valid, jax.random.cauchy(k, (dmax,), vdt), 0)
-            return jnp.abs(mv(v, index, valid))
+        def one(item, mv=mv, dmax=dmax, group=group):
+            i, k = item
+            v = jnp.where(block_support(group, i), jax.random.cauchy(k, (dmax,), vdt), 0)
+            return jnp.abs(mv(v, i))
 
-        hv = map_probes(one, items, batch_size).reshape(nb, num_probes, dmax)
+        hv = map_probes(one, items, batch_size, mesh).reshape(nb, num_probes, dmax)
         rows = jnp.median(hv, axis=1)
-        sums = jnp.sum(jnp.where(jnp.asarray(group.valid), rows, 0), axis=1)
+        sums = jnp.sum(jnp.where(jnp.arange(dmax)[None] < jnp.asarray(group.sizes)[:, None], rows, 0), axis=1)
         for i, label in enumerate(group.labels):
             out[label] = sums[i]
     return {label: out[label] for label in labels}
 
 
-_block_l11_run = operator_jit(_block_l11, ("partition", "num_probes", "diagonal", "batch_size"))
+_block_l11_run = operator_jit(_block_l11, ("partition", "num_probes", "diagonal", "batch_size", "mesh"))

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from heterogeneity.curvature._sharding import check_mesh, pad_items, shard_sum
+
 PyTree = Any
 
 __all__ = ["MicroBatched", "microbatch", "hvp", "linearized_hvp", "mean_loss"]
@@ -131,46 +133,65 @@ def _check_tangent(params: PyTree, tangent: PyTree) -> None:
                              f"{tuple(jnp.shape(t))}, but the params leaf has shape {tuple(jnp.shape(p))}")
 
 
-def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, tangent: PyTree) -> PyTree:
+def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, tangent: PyTree, *, mesh=None) -> PyTree:
     """``∇²L(params) · tangent`` by forward-over-reverse (seed 001 App. D.1).
 
     ``batch`` may be a `MicroBatched`: the HVP is then the weighted average of the
     micro-batch HVPs, accumulated by one `lax.scan` (peak memory of one micro-batch).
+    ``mesh`` (a `jax.sharding.Mesh`, `MicroBatched` only): the devices split the
+    micro-batches, each scans its share and the partial sums are added by `psum`.
     Raises `ValueError` for integer params (naming the leaf) or a tangent whose structure or
     leaf shapes differ from the params. A NaN/inf batch or loss gives a non-finite HVP (the
     estimators built on it report that in their ``finite`` flag).
     """
     check_params(params)
     _check_tangent(params, tangent)
+    _check_hvp_mesh(batch, mesh)
     tangent = jax.tree.map(lambda t, p: jnp.asarray(t, jnp.result_type(p)), tangent, params)
     if not isinstance(batch, MicroBatched):
         return jax.jvp(lambda p: jax.grad(loss_fn)(p, batch), (params,), (tangent,))[1]
     w = batch.weights(jnp.result_type(*jax.tree.leaves(params)))
 
-    def body(acc, xs):
-        b, wm = xs
-        hv = jax.jvp(lambda p: jax.grad(loss_fn)(p, b), (params,), (tangent,))[1]
-        return jax.tree.map(lambda a, h: a + wm.astype(a.dtype) * h, acc, hv), None
+    def weighted_sum(xs):
+        def body(acc, x):
+            b, wm = x
+            hv = jax.jvp(lambda p: jax.grad(loss_fn)(p, b), (params,), (tangent,))[1]
+            return jax.tree.map(lambda a, h: a + wm.astype(a.dtype) * h, acc, hv), None
 
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    out, _ = jax.lax.scan(body, zeros, (batch.batch, w))
-    return out
+        out, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), xs)
+        return out
+
+    if mesh is None:
+        return weighted_sum((batch.batch, w))
+    mbs, m = pad_items(batch.batch, mesh.size)
+    w = jnp.concatenate([w, jnp.zeros((-m % mesh.size,), w.dtype)])  # padded micro-batches weigh 0
+    return shard_sum(weighted_sum, (mbs, w), mesh)
 
 
-def linearized_hvp(loss_fn: Callable, params: PyTree, batch: PyTree) -> Callable[[PyTree], PyTree]:
+def _check_hvp_mesh(batch, mesh) -> None:
+    check_mesh(mesh)
+    if mesh is not None and not isinstance(batch, MicroBatched):
+        raise ValueError("mesh splits the micro-batches of a MicroBatched batch: wrap the batch with "
+                         "microbatch(batch, num_microbatches) (a plain batch is one loss evaluation and is "
+                         "not split), or pass mesh= to the estimator to split its probes instead")
+
+
+def linearized_hvp(loss_fn: Callable, params: PyTree, batch: PyTree, *, mesh=None) -> Callable[[PyTree], PyTree]:
     """A matvec ``v -> ∇²L(params) v`` that reuses one linearization of the gradient.
 
     ``jax.linearize(∇L, params)`` runs the primal forward/backward once and stores its
     residuals; each call then costs only the tangent passes. Build it inside the same
     `jax.jit` as the Lanczos run that uses it. For a `MicroBatched` batch the matvec is
-    `hvp` (constant memory in M; nothing is reused across calls).
+    `hvp` (constant memory in M; nothing is reused across calls), split over ``mesh``'s
+    devices when given.
     """
     check_params(params)
+    _check_hvp_mesh(batch, mesh)
     if isinstance(batch, MicroBatched):
         batch.num_microbatches  # validate eagerly
 
         def matvec(v):
-            return hvp(loss_fn, params, batch, v)
+            return hvp(loss_fn, params, batch, v, mesh=mesh)
 
         return matvec
     _, jvp_fn = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)

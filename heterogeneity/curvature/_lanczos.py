@@ -104,12 +104,32 @@ def _dot(a, b, sdt):
     return jnp.dot(a.astype(sdt), b.astype(sdt), precision=_HI)
 
 
-def _cgs2(u, basis):
-    """Classical Gram–Schmidt twice against the rows of ``basis`` (zero rows are inert)."""
-    for _ in range(2):
-        c = jnp.dot(basis, u, precision=_HI)
-        u = u - jnp.dot(c, basis, precision=_HI)
+_CHUNK = 16  # basis rows per skip test of `_project_out`
+
+
+def _project_out(u, basis, filled):
+    """``u`` minus its projections on the basis rows ``< filled``, `_CHUNK` rows at a time
+    (classical Gram–Schmidt within a chunk, chunk after chunk); a chunk past ``filled`` is
+    skipped by `lax.cond` (``filled`` is the loop counter, never batched, so it stays a branch
+    under vmap): step j reads j rows of the basis, not all m."""
+    m = basis.shape[0]
+    for start in range(0, m, _CHUNK):
+        rows = basis[start:start + _CHUNK]
+
+        def project(u, rows=rows):
+            return u - jnp.dot(jnp.dot(rows, u, precision=_HI), rows, precision=_HI)
+
+        u = project(u) if start == 0 else jax.lax.cond(start < filled, project, lambda u: u, u)
     return u
+
+
+def _reorthogonalize(u, basis, filled, sdt):
+    """Gram–Schmidt against the filled basis rows, a second pass only when the first removed
+    more than 1/√2 of ``u``'s norm ("twice is enough", Kahan–Parlett / DGKS criterion); under
+    vmap the test is batched and both passes run, as classical Gram–Schmidt twice."""
+    v = _project_out(u, basis, filled)
+    again = _dot(v, v, sdt) < 0.5 * _dot(u, u, sdt)
+    return jax.lax.cond(again, lambda v: _project_out(v, basis, filled), lambda v: v, v)
 
 
 def lanczos_flat(
@@ -166,7 +186,7 @@ def lanczos_flat(
         brk = nw <= tol * scale
         if full:
             r = restart(j)
-            u = _cgs2(jnp.where(brk, r, w), basis)
+            u = _reorthogonalize(jnp.where(brk, r, w), basis, j + 1, sdt)
             nu = jnp.sqrt(_dot(u, u, sdt))
             nr = jnp.sqrt(_dot(r, r, sdt))
             # restart exhausted (r lies in span(basis)) or everything lost to reortho: freeze

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import jax
 
-from heterogeneity.curvature._hvp import check_params, hvp, linearized_hvp
+from heterogeneity.curvature._hvp import _check_hvp_mesh, check_params, hvp, linearized_hvp
 
 PyTree = Any
 
@@ -41,28 +41,31 @@ class Operator:
 @jax.tree_util.register_pytree_node_class
 class HessianOperator(Operator):
     """``v -> ∇²L(params) v`` for ``L = loss_fn(params, batch)`` (forward-over-reverse, seed 001
-    App. D.1). ``params`` and ``batch`` (or a `MicroBatched`) are leaves, ``loss_fn`` is static.
-    ``bind()`` linearizes the gradient once (`linearized_hvp`)."""
+    App. D.1). ``params`` and ``batch`` (or a `MicroBatched`) are leaves, ``loss_fn`` and
+    ``mesh`` are static. ``bind()`` linearizes the gradient once (`linearized_hvp`).
+    ``mesh`` (a `jax.sharding.Mesh`; `MicroBatched` batches only) splits the micro-batches
+    over its devices."""
 
-    def __init__(self, loss_fn: Callable, params: PyTree, batch: PyTree):
+    def __init__(self, loss_fn: Callable, params: PyTree, batch: PyTree, *, mesh=None):
         if not callable(loss_fn):
             raise ValueError(f"HessianOperator: loss_fn must be callable, got {type(loss_fn).__name__}")
         check_params(params)
-        self.loss_fn, self.params, self.batch = loss_fn, params, batch
+        _check_hvp_mesh(batch, mesh)
+        self.loss_fn, self.params, self.batch, self.mesh = loss_fn, params, batch, mesh
 
     def __call__(self, v):
-        return hvp(self.loss_fn, self.params, self.batch, v)
+        return hvp(self.loss_fn, self.params, self.batch, v, mesh=self.mesh)
 
     def bind(self):
-        return linearized_hvp(self.loss_fn, self.params, self.batch)
+        return linearized_hvp(self.loss_fn, self.params, self.batch, mesh=self.mesh)
 
     def tree_flatten(self):
-        return (self.params, self.batch), self.loss_fn
+        return (self.params, self.batch), (self.loss_fn, self.mesh)
 
     @classmethod
-    def tree_unflatten(cls, loss_fn, children):
+    def tree_unflatten(cls, aux, children):
         op = object.__new__(cls)  # no checks: JAX rebuilds it with tracers or placeholders
-        op.loss_fn, (op.params, op.batch) = loss_fn, children
+        (op.loss_fn, op.mesh), (op.params, op.batch) = aux, children
         return op
 
     def __repr__(self):

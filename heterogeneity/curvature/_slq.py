@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from heterogeneity.curvature._lanczos import _check_options, check_positive_int, gauss_quadrature, lanczos_flat
 from heterogeneity.curvature._operator import operator_jit
+from heterogeneity.curvature._sharding import check_mesh, shard_items
 from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
@@ -60,19 +61,39 @@ def probe_vector(key: jax.Array, d: int, dtype, probe: str = "rademacher", suppo
     return u / jnp.linalg.norm(u)
 
 
-def map_probes(fn: Callable, xs, batch_size: int | None):
-    """``vmap(fn)(xs)``, or `lax.map` in chunks of ``batch_size`` (bounded memory).
+def map_probes(fn: Callable, xs, batch_size: int | None, mesh=None):
+    """``vmap(fn)(xs)``, or `lax.map` in chunks of ``batch_size`` (bounded memory; ``1``: a plain
+    loop, nothing batched); with a ``mesh``, the items are split over its devices first
+    (`shard_items`) and each device maps its share.
 
     A single item runs unbatched: XLA:CPU (jax 0.9.2) runs a batch-of-1 vmapped Lanczos step with
     a full basis about 3x slower than the same step unbatched (BENCHMARKS.md).
     """
+    if mesh is not None:
+        return shard_items(lambda part: map_probes(fn, part, batch_size), xs, mesh)
     if jax.tree.leaves(xs)[0].shape[0] == 1:
         check_batch_size(batch_size)
         return jax.tree.map(lambda y: jnp.expand_dims(y, 0), fn(jax.tree.map(lambda x: x[0], xs)))
     if batch_size is None:
         return jax.vmap(fn)(xs)
     check_batch_size(batch_size)
+    if int(batch_size) == 1:
+        return jax.lax.map(fn, xs)  # a plain loop: traced once, nothing batched
     return jax.lax.map(fn, xs, batch_size=int(batch_size))
+
+
+def resolve_batch_size(batch_size):
+    """``"auto"``: one item at a time on CPU, all items vmapped on other backends; else
+    ``batch_size`` checked (None = vmap all). On XLA:CPU (jax 0.9.2, 2 cores) a plain loop over
+    (block, probe) items both compiles and runs faster than vmapping them: 1.8× less
+    trace + compile and 1.9× less run time for the 37-block report GPT (BENCHMARKS.md)."""
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return 1 if jax.default_backend() == "cpu" else None
+    try:
+        check_batch_size(batch_size)
+    except ValueError:
+        raise ValueError(f"batch_size must be a positive int, None or 'auto', got {batch_size!r}") from None
+    return batch_size
 
 
 def check_batch_size(batch_size) -> None:
@@ -111,6 +132,7 @@ def slq(
     probe: str = "rademacher",
     dtype=None,
     batch_size: int | None = None,
+    mesh=None,
 ) -> Spectrum:
     """Stochastic Lanczos quadrature of the symmetric operator ``matvec`` (seed 001 Alg. 5).
 
@@ -120,19 +142,21 @@ def slq(
     Use `density` to turn the result into a blurred spectral density. ``Spectrum.finite`` is
     False when an HVP was non-finite (e.g. NaN in the batch); bad arguments raise
     `ValueError` naming them. An `Operator` (e.g. `HessianOperator`) is compiled once per
-    (function, options, shapes); a closure is traced per call.
+    (function, options, shapes); a closure is traced per call. ``mesh``: a
+    `jax.sharding.Mesh` whose devices split the probes (see `heterogeneity.curvature._sharding`).
     """
     num_probes = check_positive_int(num_probes, "num_probes")
     _check_options(num_steps, reortho, dtype)
     check_probe(probe)
     check_batch_size(batch_size)
     check_like(like)
+    check_mesh(mesh, matvec)
     opts = dict(num_steps=int(num_steps), num_probes=num_probes, reortho=reortho, probe=probe, dtype=dtype,
-                batch_size=batch_size)
+                batch_size=batch_size, mesh=mesh)
     return _slq_run(matvec, like, key, **opts)
 
 
-def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size):
+def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, batch_size, mesh):
     flat, unravel = ravel(like)
     d = flat.shape[0]
 
@@ -144,8 +168,8 @@ def _slq(matvec, like, key, *, num_steps, num_probes, reortho, probe, dtype, bat
         res = lanczos_flat(mv, v0, num_steps, reortho=reortho, dtype=dtype)
         return (*gauss_quadrature(res), res.finite)
 
-    nodes, weights, finite = map_probes(one, jax.random.split(key, num_probes), batch_size)
+    nodes, weights, finite = map_probes(one, jax.random.split(key, num_probes), batch_size, mesh)
     return Spectrum(nodes, weights, jnp.all(finite))
 
 
-_slq_run = operator_jit(_slq, ("num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size"))
+_slq_run = operator_jit(_slq, ("num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size", "mesh"))
