@@ -67,11 +67,13 @@ CONFIG = SweepConfig(
     build=build,
     base={"max_chars": None, "block_size": 64, "d_model": 64, "num_heads": 4, "num_layers": 2, "batch_size": 32,
           "steps": 1000, "log_every": 20, "eval_every": 250, "val_windows": 64},
+    # Every learning-rate grid extends one step beyond the old one on each side (the old best rates sat on
+    # an edge); the sweep summary warns if a best rate is still on the edge.
     grid=[
-        {"optimizer": ["adam"], "lr": [1e-3, 3e-3], "seed": [0, 1]},
-        {"optimizer": ["sgd"], "lr": [0.1, 0.3, 1.0], "opt.momentum": [0.9], "seed": [0, 1]},
-        {"optimizer": ["signsgd"], "lr": [1e-4, 3e-4, 1e-3], "opt.momentum": [0.9], "seed": [0, 1]},
-        {"optimizer": ["signsgd_l1"], "lr": [1e-7, 1e-6, 1e-5], "opt.momentum": [0.9], "seed": [0, 1]},
+        {"optimizer": ["adam"], "lr": [3e-4, 1e-3, 3e-3, 1e-2], "seed": [0, 1]},
+        {"optimizer": ["sgd"], "lr": [0.03, 0.1, 0.3, 1.0, 3.0], "opt.momentum": [0.9], "seed": [0, 1]},
+        {"optimizer": ["signsgd"], "lr": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3], "opt.momentum": [0.9], "seed": [0, 1]},
+        {"optimizer": ["signsgd_l1"], "lr": [1e-8, 1e-7, 1e-6, 1e-5, 1e-4], "opt.momentum": [0.9], "seed": [0, 1]},
     ],
     scales={"laptop": {}, "gpu": {"block_size": 256, "d_model": 384, "num_heads": 6, "num_layers": 6,
                                   "batch_size": 64, "steps": 5000, "log_every": 50, "eval_every": 500,

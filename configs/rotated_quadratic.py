@@ -22,7 +22,7 @@ from heterogeneity import problems
 from heterogeneity.experiment._config import RunSpec, SweepConfig, make_optimizer
 
 TIMES = [0.0, 0.002, 0.008, 0.015, 0.1]
-LRS = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+LRS = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]  # 1.0: with β = (0.9, 0.99) the best rate is 0.3 (t <= 0.015)
 BETAS = [[0.0, 0.0], [0.9, 0.99]]
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from heterogeneity.experiment._report import ReportSettings, report
 from heterogeneity.experiment._setup import (SETUPS, check_model_data, data_kind, default_batch_size, make_partition,
                                              setup)
 
-__all__ = ["report_from_cli", "sweep_from_cli", "validate_report_args", "validate_sweep_args", "CLIArgumentError"]
+__all__ = ["report_from_cli", "sweep_from_cli", "plot_from_cli", "validate_report_args", "validate_sweep_args",
+           "CLIArgumentError"]
 
 QUICK = ReportSettings(slq_steps=16, slq_probes=2, top_steps=12, l11_probes=20)
 POSITIVE_INTS = ("batch_size", "slq_steps", "slq_probes", "l11_probes")
@@ -60,6 +62,8 @@ def _check_out(out: str) -> Path:
 
 def validate_report_args(args: argparse.Namespace) -> int:
     """Check every `heterogeneity report` argument without doing any work; return the batch size."""
+    if args.out is None:  # a smoke run never lands on (or replaces) a real report
+        args.out = "report-quick" if args.quick else "report"
     for dest in POSITIVE_INTS:
         value = getattr(args, dest)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -191,21 +195,128 @@ def report_from_cli(args: argparse.Namespace) -> dict:
     return result
 
 
-def validate_sweep_args(args: argparse.Namespace) -> None:
-    """Check `heterogeneity sweep` arguments: an existing ``.py`` config and a usable ``--out``."""
+def _key_values(flag: str, items) -> dict:
+    """``KEY=VALUE`` strings to a dict; VALUE is parsed as JSON, else kept as a plain string."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CLIArgumentError(f"{flag} {item}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    i, sep, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
+        raise CLIArgumentError(f"--shard {text}: expected I/N with integers 0 <= I < N")
+    return shard
+
+
+def validate_sweep_args(args: argparse.Namespace) -> dict:
+    """Check every `heterogeneity sweep` argument before any work; return the `run_sweep` keyword arguments.
+
+    Checked: the config file (it must import and define ``CONFIG``), ``--out``, ``--only`` /
+    ``--set`` syntax and keys, ``--shard``, ``--max-batch``, and every selected grid point's
+    names and hyperparameters (`validate_points`). Nothing is written.
+    """
+    import difflib
+
+    from heterogeneity.experiment._config import canonical_scale, check_overrides, resolve, validate_points
+    from heterogeneity.experiment._sweep import load_config
+
     if not args.config:
         raise CLIArgumentError("--config: must be a path to a configs/*.py module, got ''")
-    config = Path(args.config)
-    if not config.exists():
+    config_path = Path(args.config)
+    if not config_path.exists():
         raise CLIArgumentError(f"--config {args.config}: no such file")
-    if not config.is_file() or config.suffix != ".py":
+    if not config_path.is_file() or config_path.suffix != ".py":
         raise CLIArgumentError(f"--config {args.config}: not a .py config module")
     _check_out(args.out)
+    only = _key_values("--only", getattr(args, "only", []) or [])
+    overrides = _key_values("--set", getattr(args, "overrides", []) or [])
+    shard = _shard(getattr(args, "shard", None))
+    max_batch = getattr(args, "max_batch", 64)
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise CLIArgumentError(f"--max-batch {max_batch}: must be an int >= 1")
+    checkpoint_every = getattr(args, "checkpoint_every", None)
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise CLIArgumentError(f"--checkpoint-every {checkpoint_every}: must be an int >= 1")
+    try:
+        config = load_config(config_path)
+    except ValueError as e:
+        raise CLIArgumentError(f"--config {args.config}: {e}") from None
+    scale = canonical_scale(args.scale)
+    check_overrides(config, overrides, scale=scale, smoke=args.smoke)
+    points = resolve(config, scale=scale, smoke=args.smoke, overrides=overrides)
+    validate_points(config, points)
+    keys: list[str] = []
+    for hp in points:
+        keys.extend(k for k in hp if k not in keys)
+    for key, value in only.items():
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise CLIArgumentError(f"--only {key}={json.dumps(value)}: {config.name} has no hyperparameter {key!r}."
+                                   f"{hint} Known: {', '.join(sorted(keys))}")
+    match = (lambda hp: all(k in hp and hp[k] == v for k, v in only.items())) if only else None
+    if match is not None and not any(match(hp) for hp in points):
+        shown = " ".join(f"{k}={json.dumps(v)}" for k, v in only.items())
+        raise CLIArgumentError(f"--only {shown}: no grid point of {config.name} matches ({len(points)} points)")
+    return dict(config=config, scale=scale, smoke=args.smoke, only=match, overrides=overrides, shard=shard,
+                batch=not getattr(args, "no_batch", False), max_batch=max_batch,
+                lock_timeout=getattr(args, "lock_timeout", 900.0), checkpoint_every=checkpoint_every,
+                resume=not getattr(args, "no_resume", False),
+                retry_failed=not getattr(args, "no_retry_failed", False))
 
 
-def sweep_from_cli(args: argparse.Namespace):
-    """`heterogeneity sweep ...`: run or resume a sweep from a config module."""
-    validate_sweep_args(args)
-    from heterogeneity.experiment._sweep import run_sweep_from_path
+def sweep_from_cli(args: argparse.Namespace) -> int:
+    """`heterogeneity sweep ...`: check everything, run or resume the sweep, print its table; return the exit code.
 
-    return run_sweep_from_path(args.config, args.out, scale=args.scale, smoke=args.smoke)
+    0: every selected point is done (finished or diverged, or held by another process);
+    1: some selected point failed (its traceback is in ``runs/<id>.json``).
+    """
+    from heterogeneity.experiment._sweep import format_table, run_sweep, table_rows
+
+    kwargs = validate_sweep_args(args)
+    config = kwargs.pop("config")
+    quiet = getattr(args, "quiet", False)
+    log = (lambda line: None if line.startswith("[") else print(line)) if quiet else print  # noqa: E731
+    result = run_sweep(config, args.out, log=log, **kwargs)
+    summary = result.summary
+    metric = getattr(args, "metric", None) or summary["metric"]
+    shard = f", shard {args.shard}" if kwargs["shard"] is not None else ""
+    extra = f", {len(result.busy)} held by other processes" if result.busy else ""
+    print(f"\n{config.name} ({summary['scale']}{', smoke' if args.smoke else ''}{shard}): {summary['num_runs']} runs, "
+          f"{summary['counts']}; ran {len(result.ran)}, skipped {len(result.skipped)}{extra}; results in {args.out}")
+    print(format_table(table_rows(summary, metric=metric, best_over=getattr(args, "best_over", None),
+                                  lower_is_better=not getattr(args, "higher_is_better", False)), metric=metric))
+    if result.failed:
+        print(f"{len(result.failed)} of {result.selected} selected points failed; tracebacks in "
+              f"{Path(args.out) / 'runs'}/<id>.json (first: {result.failed[0]}.json)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def plot_from_cli(args: argparse.Namespace) -> int:
+    """`heterogeneity plot OUT_DIR`: figures and the best-lr table of a sweep into ``OUT_DIR/plots``."""
+    from heterogeneity.experiment._plot import plot_sweep
+
+    out = Path(args.out_dir)
+    if not out.is_dir():
+        raise CLIArgumentError(f"OUT_DIR {args.out_dir}: no such directory")
+    if not (out / "summary.json").is_file():
+        raise CLIArgumentError(f"OUT_DIR {args.out_dir}: not a sweep directory (no summary.json)")
+    written = plot_sweep(out, curve=args.curve, select=args.select)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0

@@ -11,26 +11,44 @@ A config (one module per experiment under ``configs/``, exposing ``CONFIG``) is 
 * ``smoke``: overrides of ``base`` for a few-step smoke run, and ``smoke_grid`` (default:
   every axis cut to its first value except ``optimizer``, which is kept whole, so every
   optimizer is exercised);
-* ``build(hparams) -> RunSpec``: everything `train` needs for one run.
+* ``build(hparams) -> RunSpec``: everything `train` needs for one run;
+* ``validate(hparams)`` (optional): raise ``ValueError`` on a point the config cannot run
+  (called for every point before the first run, after the registry checks of `validate_points`);
+* ``divergence_factor``: a run whose loss exceeds this multiple of ``|L_0|`` (its step-0 loss)
+  is recorded as ``diverged`` (default 1e3, `train`'s; ``None``: only non-finite values count).
 
-`resolve` turns a config into the ordered list of resolved hyperparameter dicts; `run_id`
-hashes one of them (with the config name) into the deterministic id of its result file.
+`resolve` turns a config into the ordered list of resolved hyperparameter dicts (``overrides``
+replace a hyperparameter's value wherever a point has it: ``heterogeneity sweep --set``);
+`run_id` hashes one of them (with the config name) into the deterministic id of its result
+file. `validate_points` checks every point's names and hyperparameters before anything runs.
+
+`make_optimizer` wraps the registry's optimizer in ``optax.inject_hyperparams``: the learning
+rate and the other numeric hyperparameters live in the optimizer *state* instead of being
+baked into the program as literals, so grid points that differ only in those numbers trace to
+the same program and a sweep can run them as one batched, compiled program
+(`heterogeneity.experiment._batched`).
 Hyperparameters are plain JSON values (numbers, strings, bools, None, lists, dicts), so
 that the id is stable across processes and the result files are self-describing.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
 import math
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+import jax
+
 __all__ = [
     "RunSpec", "SweepConfig", "resolve", "run_id", "optimizer_kwargs", "make_optimizer", "partition_from_spec",
-    "canonical_scale", "SCALES",
+    "canonical_scale", "SCALES", "validate_points", "describe_point", "check_overrides", "DEFAULT_DIVERGENCE_FACTOR",
 ]
+
+DEFAULT_DIVERGENCE_FACTOR = 1e3
+"""A run whose loss exceeds this multiple of its initial loss is recorded as ``diverged``."""
 
 SCALES = ("laptop", "gpu")
 _ALIASES = {"accelerator": "gpu", "cpu": "laptop"}
@@ -41,7 +59,10 @@ class RunSpec(NamedTuple):
 
     ``summarize(result) -> dict`` (optional) adds scalar metrics to the run record's
     ``final`` (e.g. ``sup_t Λ_G`` from an eval history); ``extras`` are static facts recorded
-    with the run (e.g. the exact ``Λ_P`` of the problem).
+    with the run (e.g. the exact ``Λ_P`` of the problem). ``checkpoint_every`` (optional)
+    makes a sweep run this point on its own and resumable: `train` checkpoints into
+    ``OUT/train/<run_id>`` every that many steps (``heterogeneity sweep --checkpoint-every``
+    sets it for every point).
     """
 
     loss_fn: Callable
@@ -57,6 +78,7 @@ class RunSpec(NamedTuple):
     num_workers: int | None = None
     summarize: Callable | None = None
     extras: Mapping[str, Any] = {}
+    checkpoint_every: int | None = None
 
 
 Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]]
@@ -75,6 +97,8 @@ class SweepConfig:
     smoke_grid: Grid | None = None
     metric: str = "final_loss"
     description: str = ""
+    validate: Callable[[dict], Any] | None = None
+    divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -87,6 +111,13 @@ class SweepConfig:
         unknown = set(self.scales) - set(SCALES)
         if unknown:
             raise ValueError(f"SweepConfig {self.name!r}: unknown scales {sorted(unknown)}; use {list(SCALES)}")
+        if self.validate is not None and not callable(self.validate):
+            raise ValueError(f"SweepConfig {self.name!r}: validate must be callable hparams -> None "
+                             "(raising ValueError on bad input)")
+        f = self.divergence_factor
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 1 <= f < math.inf):
+            raise ValueError(f"SweepConfig {self.name!r}: divergence_factor must be None or a finite number >= 1, "
+                             f"got {f!r}")
 
 
 def _subgrids(grid: Grid, what: str) -> list[dict[str, list]]:
@@ -133,9 +164,16 @@ def canonical_scale(scale: str) -> str:
     return scale
 
 
-def resolve(config: SweepConfig, *, scale: str = "laptop", smoke: bool = False) -> list[dict[str, Any]]:
-    """Ordered, de-duplicated list of resolved hyperparameter dicts (``base`` ⊕ scale ⊕ smoke ⊕ point)."""
+def resolve(config: SweepConfig, *, scale: str = "laptop", smoke: bool = False,
+            overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Ordered, de-duplicated list of resolved hyperparameter dicts (``base`` ⊕ scale ⊕ smoke ⊕ point).
+
+    ``overrides`` (``--set key=value``) replace a key's value in every point that has it (a
+    grid axis collapses to that one value; points made equal are kept once). Check the keys
+    first with `check_overrides`: here an unknown key is simply never applied.
+    """
     scale = canonical_scale(scale)
+    overrides = dict(overrides or {})
     base = {**config.base, **config.scales.get(scale, {})}
     if smoke:
         base.update(config.smoke)
@@ -151,6 +189,7 @@ def resolve(config: SweepConfig, *, scale: str = "laptop", smoke: bool = False) 
         axes = list(sub)
         for values in itertools.product(*(sub[a] for a in axes)):
             hp = {**base, **dict(zip(axes, values))}
+            hp.update({k: v for k, v in overrides.items() if k in hp})
             for k, v in hp.items():
                 _check_json(v, k)
             rid = run_id(config.name, hp)
@@ -158,6 +197,23 @@ def resolve(config: SweepConfig, *, scale: str = "laptop", smoke: bool = False) 
                 seen.add(rid)
                 out.append(hp)
     return out
+
+
+def check_overrides(config: SweepConfig, overrides: Mapping[str, Any], *, scale: str = "laptop",
+                    smoke: bool = False) -> None:
+    """Raise ``ValueError`` (one line, with close names) for an override key no grid point has."""
+    if not overrides:
+        return
+    known: list[str] = []
+    for hp in resolve(config, scale=scale, smoke=smoke):
+        known.extend(k for k in hp if k not in known)
+    for key, value in overrides.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"--set {key}={json.dumps(value)}: {config.name} has no hyperparameter {key!r}.{hint} "
+                             f"Known: {', '.join(sorted(known))}")
+        _check_json(value, key)
 
 
 def run_id(config_name: str, hparams: Mapping[str, Any]) -> str:
@@ -196,23 +252,124 @@ def partition_from_spec(spec: Any, params: Any):
     return _PARTITIONS[spec](hp_mod)(params)
 
 
-def make_optimizer(hparams: Mapping[str, Any], params: Any = None, *, learning_rate: Any = None):
-    """``heterogeneity.optim.get(hparams["optimizer"], learning_rate=..., **opt.* kwargs)``.
+def make_optimizer(hparams: Mapping[str, Any], params: Any = None, *, learning_rate: Any = None,
+                   inject: bool = True):
+    """``heterogeneity.optim.get(hparams["optimizer"], learning_rate=..., **opt.* kwargs)``, injected.
 
     ``learning_rate`` defaults to ``hparams["lr"]`` (a config resolves symbolic rates such as
     "optimal" before calling). A string ``opt.partition`` is turned into a partition of
-    ``params`` with `partition_from_spec`.
+    ``params`` with `partition_from_spec`. Names and values are validated eagerly by the
+    registry. With ``inject`` (default) the optimizer is
+    ``optax.inject_hyperparams(factory(name, **structural))(learning_rate=lr, **numeric)``: the
+    same algorithm, with every numeric hyperparameter held in the optimizer state (as the
+    parameters' float dtype, at least float32), so that points differing only in those numbers
+    share one compiled program (see the module docstring).
     """
-    try:
-        from heterogeneity.optim import get
-    except ImportError:  # registry not re-exported (yet): use the module itself
-        from heterogeneity.optim._registry import get
+    from heterogeneity.optim._registry import _STRUCTURAL, ROTATED_PREFIX, factory, get
+
     if "optimizer" not in hparams:
         raise ValueError(f"hyperparameters need an 'optimizer' name; got keys {sorted(hparams)}")
+    name = hparams["optimizer"]
     kwargs = optimizer_kwargs(hparams)
     if "partition" in kwargs and not hasattr(kwargs["partition"], "layout"):
         kwargs["partition"] = partition_from_spec(kwargs["partition"], params)
     lr = hparams.get("lr") if learning_rate is None else learning_rate
     if lr is None or isinstance(lr, str):
         raise ValueError(f"learning rate must be a number (resolve {lr!r} in the config's build first)")
-    return get(hparams["optimizer"], learning_rate=lr, **kwargs)
+    plain = get(name, learning_rate=lr, **kwargs)  # the registry's eager checks, with its error messages
+    if not inject:
+        return plain
+    static_keys = set(_STRUCTURAL) | ({"rotation", "depth"} if str(name).startswith(ROTATED_PREFIX) else set())
+    structural = {k: kwargs.pop(k) for k in list(kwargs) if k in static_keys}
+    dtype = None
+    if params is not None and jax.tree.leaves(params):
+        import jax.numpy as jnp
+        import optax
+
+        highest = optax.tree.dtype(params, "highest")
+        if jnp.issubdtype(highest, jnp.floating) and jnp.dtype(highest).itemsize < 4:
+            dtype = jnp.float32  # bf16 would round b2 = 0.999 to 1
+    import optax
+
+    return optax.inject_hyperparams(factory(name, **structural), hyperparam_dtype=dtype)(learning_rate=lr, **kwargs)
+
+
+def _axes(config: SweepConfig) -> list[str]:
+    axes: list[str] = []
+    for grid in (config.grid, config.smoke_grid):
+        if grid is not None:
+            for sub in _subgrids(grid, config.name):
+                axes.extend(a for a in sub if a not in axes)
+    return axes
+
+
+def describe_point(config: SweepConfig, hparams: Mapping[str, Any]) -> str:
+    """The swept axes of a point, ``optimizer='adam', lr=0.001, seed=0`` (for messages)."""
+    return ", ".join(f"{a}={hparams[a]!r}" for a in _axes(config) if a in hparams)
+
+
+def _point_error(config: SweepConfig, hp: Mapping[str, Any], cache: dict) -> str | None:
+    """Why ``hp`` cannot run (registry names, optimizer hyperparameters, ``config.validate``), or None."""
+    from heterogeneity import models
+    from heterogeneity import partition as hp_mod
+    from heterogeneity.optim._registry import get
+
+    if "optimizer" in hp:
+        name = hp["optimizer"]
+        kwargs = optimizer_kwargs(hp)
+        lr = hp.get("lr")
+        key = json.dumps([name, kwargs, lr], sort_keys=True, default=repr)
+        if key not in cache:
+            cache[key] = None
+            try:
+                if not isinstance(name, str):
+                    raise ValueError(f"optimizer must be a registry name (a string), got {name!r}")
+                spec = kwargs.get("partition")
+                if isinstance(spec, str):
+                    if spec not in _PARTITIONS:
+                        close = difflib.get_close_matches(spec, list(_PARTITIONS), n=2)
+                        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                        raise ValueError(f"unknown opt.partition {spec!r}.{hint} "
+                                         f"Valid: {', '.join(sorted(_PARTITIONS))}")
+                    kwargs["partition"] = hp_mod.single_block("all")  # stands in: the real one needs params
+                numeric_lr = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+                get(name, learning_rate=lr if numeric_lr else 1e-3, **kwargs)
+            except (ValueError, TypeError) as e:
+                cache[key] = " ".join(str(e).split())
+        if cache[key] is not None:
+            return cache[key]
+    model = hp.get("model")
+    if isinstance(model, str) and model not in models.MODELS:
+        close = difflib.get_close_matches(model, list(models.MODELS), n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown model {model!r}.{hint} Valid names: {', '.join(sorted(models.MODELS))}"
+    if config.validate is not None:
+        try:
+            config.validate(dict(hp))
+        except (ValueError, TypeError, KeyError) as e:
+            return " ".join(str(e).split()) or type(e).__name__
+    return None
+
+
+def validate_points(config: SweepConfig, points: Sequence[Mapping[str, Any]]) -> None:
+    """Check every grid point before anything runs; raise one ``ValueError`` line for the first bad one.
+
+    Checked: the optimizer name (the registry suggests close names), its ``opt.*``
+    hyperparameters and the learning rate (names, types and ranges, by constructing the
+    optimizer once per distinct combination), a ``model`` name against
+    `heterogeneity.models.MODELS`, and the config's own ``validate``. An empty grid is an error.
+    """
+    if not points:
+        raise ValueError(f"{config.name}: the grid has no points")
+    cache: dict = {}
+    bad: dict[str, list[int]] = {}
+    for i, hp in enumerate(points):
+        msg = _point_error(config, hp, cache)
+        if msg is not None:
+            bad.setdefault(msg, []).append(i)
+    if bad:
+        msg, where = next(iter(bad.items()))
+        n = sum(len(v) for v in bad.values())
+        count = f" ({n} of {len(points)} grid points are invalid)" if n > 1 else ""
+        raise ValueError(f"{config.name}: grid point {where[0] + 1}/{len(points)} "
+                         f"({describe_point(config, points[where[0]])}): {msg}{count}")

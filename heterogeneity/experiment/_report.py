@@ -21,6 +21,7 @@ the numbers imply, with each threshold and its source. All files are written ato
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -43,14 +44,16 @@ JS_MODES = ("bounded", "paper", "scale_normalized")
 
 
 class ReportSettings(NamedTuple):
-    """Probe counts of the report's estimators (defaults fit a 2-core laptop in minutes)."""
+    """Probe counts and engine options of the report's estimators (defaults fit a 2-core laptop
+    in about a minute for the default GPT; BENCHMARKS.md)."""
 
-    slq_steps: int = 48  # Lanczos steps per block (seed 001 uses 100 on GPUs)
+    slq_steps: int = 32  # Lanczos steps per block (seed 001 uses 100 on GPUs)
     slq_probes: int = 2  # SLQ probes per block (seed 001 uses 10 on GPUs)
     top_steps: int = 30  # Lanczos steps for the full-Hessian spectral norm
     l11_probes: int = 50  # Cauchy probes for the (1,1)-norm (seed 003 App. D.3 uses 50)
     reortho: str = "full"  # Lanczos reorthogonalization of the blockwise spectra
-    probe_batch: int | None = None  # chunk the vmapped (block, probe) Lanczos runs to bound memory
+    probe_batch: int | str | None = "auto"  # (block, probe) pairs run at once (curvature.blockwise_slq)
+    group_by: str = "module"  # which blocks share an HVP program (curvature.blockwise_slq)
 
 
 THRESHOLDS = {
@@ -97,6 +100,39 @@ def _stage(bar, name: str, timings: dict, start: float, outputs=None) -> float:
     return now
 
 
+def _programs(loss_fn, params, batch, partition, settings: ReportSettings, attention_fn, keys) -> dict:
+    """``name -> (jitted function, arguments)``: every program the report runs."""
+    k_slq, k_top, k_l11 = keys
+    progs = {
+        "gradient": (jax.jit(lambda p, b: hm.full_batch_grad(loss_fn, p, b)), (params, batch)),
+        "blockwise": (jax.jit(lambda p, b, k: hc.blockwise_slq(
+            loss_fn, p, b, k, partition=partition, num_steps=settings.slq_steps, num_probes=settings.slq_probes,
+            reortho=settings.reortho, batch_size=settings.probe_batch, group_by=settings.group_by)),
+            (params, batch, k_slq)),
+    }
+
+    def geometry(p, b, k_top, k_l11):
+        mv = hc.linearized_hvp(loss_fn, p, b)  # one linearization for both estimators
+        return (hc.spectral_norm(mv, p, k_top, num_steps=settings.top_steps),
+                hc.l11_norm(mv, p, k_l11, num_probes=settings.l11_probes))
+
+    progs["geometry"] = (jax.jit(geometry), (params, batch, k_top, k_l11))
+    if attention_fn is not None:
+        progs["attention"] = (jax.jit(attention_fn), (params, batch))
+    return progs
+
+
+def _compile_all(programs: dict, timings: dict) -> dict:
+    """Trace and lower every program, then compile each (``timings``: ``lower``, ``compile``, the
+    report's fixed cost on small models); returns ``name -> run()``."""
+    t = time.perf_counter()
+    lowered = {name: (fn.lower(*args), args) for name, (fn, args) in programs.items()}
+    timings["lower"] = time.perf_counter() - t
+    compiled = {name: lo.compile() for name, (lo, _) in lowered.items()}
+    timings["compile"] = time.perf_counter() - t - timings["lower"]
+    return {name: functools.partial(compiled[name], *args) for name, (_, args) in lowered.items()}
+
+
 def _require_finite(what: str, names, bad) -> None:
     """Raise when a stage produced non-finite numbers, naming where (no silent NaN in a report)."""
     bad_names = [n for n, flag in zip(names, bad) if flag]
@@ -126,8 +162,11 @@ def report(
 
     ``batch`` may be a `heterogeneity.curvature.MicroBatched` (averaged in constant memory).
     ``attention_fn(params, batch) -> (L, ..., H, q, k)`` attention probabilities, optional.
-    ``selftest``: record the backend selftest verdict (`heterogeneity.selftest.cached_verdict`:
-    the last ``heterogeneity selftest`` on this backend, else a quick one run now) in ``meta``.
+    ``selftest``: record the verdict of the last ``heterogeneity selftest`` on this backend
+    (`heterogeneity.selftest.cached_verdict`) in ``meta``, or that none was run. Independently
+    of it, every JS number is recomputed in NumPy float64 before anything is written
+    (``meta.self_check``); a disagreement raises. Programs: every stage is traced first, then
+    compiled, then run; ``meta.timings_s`` has the lower, compile and per-stage run times.
     Returns the dict written to ``report.json``.
     """
     key = jax.random.key(0) if key is None else key
@@ -142,13 +181,18 @@ def report(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=6, desc="heterogeneity report", unit="stage")
+        bar = tqdm(total=7, desc="heterogeneity report", unit="stage")
     try:
         timings: dict[str, float] = {}
         t = time.perf_counter()
 
+        # 0. every program of the report, traced and compiled up front (its fixed cost, timed apart)
+        run = _compile_all(_programs(loss_fn, params, batch, partition, settings, attention_fn,
+                                     (k_slq, k_top, k_l11)), timings)
+        t = _stage(bar, "trace and compile", timings, t)
+
         # 1. full-batch gradient and its block statistics (seed 000 App. C.2, D.5)
-        fb = jax.jit(lambda p, b: hm.full_batch_grad(loss_fn, p, b))(params, batch)
+        fb = run["gradient"]()
         loss = float(fb.loss)
         if not np.isfinite(loss):
             raise ValueError(f"the loss at these params is {loss}: cannot compute curvature of a non-finite loss")
@@ -161,11 +205,8 @@ def report(
             layer_part = {"skipped": str(e)}
         t = _stage(bar, "gradient", timings, t, (fb, gh))
 
-        # 2. blockwise spectra of all diagonal blocks, one compiled program (seed 001 App. C.2)
-        run_blockwise = jax.jit(lambda p, b, k: hc.blockwise_slq(
-            loss_fn, p, b, k, partition=partition, num_steps=settings.slq_steps, num_probes=settings.slq_probes,
-            reortho=settings.reortho, batch_size=settings.probe_batch))
-        spectra = run_blockwise(params, batch, k_slq)
+        # 2. blockwise spectra of all diagonal blocks in one program (seed 001 App. C.2)
+        spectra = run["blockwise"]()
         spectra = {label: spectra[label] for label in labels}  # jit returns dicts in sorted-key order
         _require_finite("blockwise Hessian-vector product", labels,
                         [not bool(np.all(np.asarray(spectra[label].finite))) for label in labels])
@@ -182,13 +223,7 @@ def report(
         t = _stage(bar, "Lambda", timings, t, (lam, corr))
 
         # 5. l_inf geometry of the full Hessian (seed 003 Alg. 4, Table 1)
-        def geometry(p, b, k_top, k_l11):
-            mv = hc.linearized_hvp(loss_fn, p, b)
-            spec = hc.spectral_norm(mv, p, k_top, num_steps=settings.top_steps)
-            rows = hc.l11_norm(mv, p, k_l11, num_probes=settings.l11_probes)
-            return spec, rows
-
-        spec, l11 = jax.jit(geometry)(params, batch, k_top, k_l11)
+        spec, l11 = run["geometry"]()
         _require_finite("full-Hessian HVP (spectral norm / (1,1)-norm)", ["spectral_norm", "l11_norm"],
                         [not bool(spec.finite), not bool(l11.finite)])
         spectral = float(spec.value)
@@ -198,7 +233,7 @@ def report(
         # 6. attention statistics (seed 000 App. F.5), when the model exposes attention
         attention = None
         if attention_fn is not None:
-            probs = jax.jit(attention_fn)(params, batch)
+            probs = run["attention"]()
             ent = hm.layerwise_attention_entropy(probs, mask=attention_mask)
             attention = {"entropy_ratio_mean": ent.mean, "entropy_ratio_std": ent.std}
             try:
@@ -215,9 +250,13 @@ def report(
     if selftest:
         from heterogeneity.selftest import cached_verdict
 
-        backend = cached_verdict()
+        backend = cached_verdict(run_if_missing=False)
+        if backend == "not run":
+            backend = "not run on this backend yet (`heterogeneity selftest`, about a minute, checks it)"
+    check = _check_divergences(spectra, divergences, labels)
     result = {
-        "meta": {**(meta or {}), "selftest": backend, "num_params": d, "num_blocks": len(labels),
+        "meta": {**(meta or {}), "selftest": backend, "self_check": check, "num_params": d,
+                 "num_blocks": len(labels),
                  "partition": partition.name,
                  "settings": settings._asdict(), "timings_s": timings},
         "loss": loss,
@@ -229,8 +268,7 @@ def report(
         "js": {mode: {"labels": list(div.labels), "matrix": div.matrix, "js0": div.mean, "sigma": div.sigma,
                       "grid_spacing": div.grid[1] - div.grid[0], "grid_start": div.grid[0],
                       "grid_stop": div.grid[-1], "num_grid": int(div.grid.shape[0]),
-                      # a Gaussian blur is only seen by the grid when several points fall inside one sigma
-                      "resolved": bool(div.grid[1] - div.grid[0] < div.sigma / 3)}
+                      "resolved": _resolved(div)}
                for mode, div in divergences.items()},
         "lambda": {"lambda_G": lam.lambda_g, "lambda_P": lam.lambda_p, "ratio": lam.lambda_g / lam.lambda_p},
         "grad_hessian_correlation": {"spearman": corr.spearman, "pearson_log": corr.pearson_log},
@@ -246,6 +284,43 @@ def report(
     _write_figures(out, result, divergences)
     atomic_write_text(out / "report.md", render_markdown(result))
     return result
+
+
+def _resolved(div) -> bool:
+    """A Gaussian blur is only seen by the grid when several points fall inside one sigma."""
+    return bool(div.grid[1] - div.grid[0] < div.sigma / 3)
+
+
+def _check_divergences(spectra: dict, divergences: dict, labels, tol: float = 5e-3) -> dict:
+    """Recompute every JS matrix and JS⁰ of the report from its own spectra in NumPy float64
+    (`heterogeneity.selftest.reference_js`) and refuse to write numbers that disagree: the
+    report's own guard against a backend that miscompiles the Gaussian sums (jax 0.10.2 did,
+    from 17 blocks on). Float32 against float64 agrees to ~1e-4 (~1e-3 in paper mode)."""
+    from heterogeneity.selftest import reference_js
+
+    nodes = [np.asarray(spectra[label].nodes) for label in labels]
+    weights = [np.asarray(spectra[label].weights) for label in labels]
+    errors = {}
+    for mode, div in divergences.items():
+        if not _resolved(div):  # float32 and float64 underflow differently there; the number is not used
+            errors[mode] = "skipped: the grid is coarser than the blur"
+            continue
+        mat, js0 = reference_js(nodes, weights, mode)
+        got, got0 = np.append(np.asarray(div.matrix, np.float64).ravel(), float(div.mean)), float(div.mean)
+        want = np.append(mat.ravel(), js0)
+        if not np.array_equal(np.isfinite(got), np.isfinite(want)):  # NaN (an unresolved grid) must agree too
+            errors[mode] = float("inf")
+            continue
+        ok = np.isfinite(want)
+        scale = max(float(np.max(np.abs(want[ok]), initial=0.0)), 1e-30)
+        errors[mode] = max(float(np.max(np.abs(got[ok] - want[ok]), initial=0.0)) / scale,
+                           abs(got0 - js0) / max(abs(js0), 1e-30) if np.isfinite(js0) else 0.0)
+    bad = {mode: e for mode, e in errors.items() if not isinstance(e, str) and not e < tol}
+    if bad:
+        raise ValueError(f"the JS numbers of this backend disagree with a NumPy float64 recomputation (relative "
+                         f"error {bad}, tolerance {tol:g}): the backend miscompiles them; run `heterogeneity "
+                         f"selftest`. Nothing was written")
+    return {"js_vs_numpy_float64": errors, "tolerance": tol}
 
 
 def _verdict(value, low=None, high=None) -> str:
@@ -289,6 +364,11 @@ def interpret(result: dict) -> dict:
     return {"findings": findings, "votes_for_adaptive": votes, "advice": advice}
 
 
+def _largest(r: dict) -> str:
+    errs = [e for e in r["meta"]["self_check"]["js_vs_numpy_float64"].values() if isinstance(e, (int, float))]
+    return f"{max(errs):.1e}" if errs else "none checked"
+
+
 def _fmt(x, spec=".4g") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
@@ -303,7 +383,8 @@ def render_markdown(r: dict) -> str:
         f"Model: {r['meta'].get('model', 'user model')}, {r['meta']['num_params']:,} parameters in "
         f"{r['meta']['num_blocks']} blocks ({r['meta']['partition']}); loss at these params {_fmt(r['loss'])}.",
         "",
-        f"Backend selftest: {r['meta'].get('selftest', 'not checked')}.",
+        f"Backend selftest: {r['meta'].get('selftest', 'not checked')}. Every JS number below was recomputed in "
+        f"NumPy float64 from the stored spectra (largest relative difference {_largest(r)}).",
         "",
         f"**Verdict: {r['interpretation']['advice']}.**",
         "",

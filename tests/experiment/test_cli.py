@@ -217,3 +217,29 @@ def test_compile_cache_flag(files, no_work, capsys, monkeypatch):
     assert cache.is_dir() and seen == {"jax_compilation_cache_dir": str(cache)}
     import heterogeneity.curvature  # noqa: F401  importing the library sets nothing
     assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_quick_report_has_its_own_default_folder():
+    """A smoke run never lands on (or replaces) a real report: --quick defaults to ./report-quick."""
+    from heterogeneity.cli import build_parser
+    from heterogeneity.experiment._cli import validate_report_args
+
+    for argv, want in ((["report", "--quick"], "report-quick"), (["report"], "report"),
+                       (["report", "--quick", "--out", "mine"], "mine")):
+        args = build_parser().parse_args(argv)
+        validate_report_args(args)
+        assert args.out == want
+
+
+def test_result_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from heterogeneity.experiment._store import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -1,4 +1,5 @@
-"""Resumable sweeps: deterministic ids, atomic files, resume without redo or duplicates."""
+"""Resumable sweeps: deterministic ids, atomic files, resume without redo or duplicates (sequential path;
+batching, claims, sharding and faults: test_sweep_batched.py, test_sweep_claims.py, test_sweep_faults.py)."""
 import json
 import os
 import subprocess
@@ -154,7 +155,7 @@ _CHILD = textwrap.dedent("""
         return t._build(hp)
     cfg = t._config()
     cfg = type(cfg)(**{{**cfg.__dict__, "build": build}})
-    run_sweep(cfg, {out!r})
+    run_sweep(cfg, {out!r}, batch=False)  # one point at a time: a kill loses only the point in flight
 """)
 
 

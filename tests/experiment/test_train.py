@@ -94,10 +94,11 @@ def test_iterator_batches_and_errors():
 def test_divergence_is_recorded_not_raised(hetero):
     p = hetero
     res = train(p.loss_fn, p.init_params(), optax.sgd(1.0), None, num_steps=500, log_every=50,
-                eval_fn=lambda w: p.loss_fn(w))
+                eval_fn=lambda w: p.loss_fn(w), divergence_factor=None)
     assert res.status == "diverged"
     # GD with η=1 multiplies the λ=5000 mode by 4999 per step: float32 overflows within a few steps
     assert 3 <= res.diverged_step <= 15 and res.final["diverged_step"] == res.diverged_step
+    assert not np.isfinite(res.final["diverged_loss"])
     assert res.final["steps"] == res.diverged_step and np.isnan(res.final["final_loss"])
     assert res.history["step"].tolist() == [0] and np.isfinite(res.history["loss"]).all()
     # the returned params are the last finite iterate, not NaN
@@ -185,3 +186,46 @@ def test_divergence_returns_state_after_last_finite_step(log_every, donate):
     for got, want in zip(got_leaves, jax.tree.leaves((clean.params, clean.opt_state)), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert int(res.opt_state[0].count) == d  # Adam's step counter: no step after d-1 was applied
+
+
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_finite_blow_up_beyond_divergence_factor_is_diverged(log_every):
+    """A loss growing 10× per step stays finite (10³² at step 32) but is a blow-up: with the default
+    factor 10³ the run diverges at the first step whose loss exceeds 10³·L_0 (step 4), and returns the
+    state after step 3 bit for bit; factor=None records the same run as finished."""
+    def loss_fn(w, scale):
+        return jnp.sum(w ** 2) * scale
+
+    def ramp(n):
+        return iter(jnp.asarray([10.0 ** i for i in range(n)], jnp.float32))
+
+    w0, T = jnp.full((3,), 2.0), 33
+    res = train(loss_fn, w0, optax.adam(1e-3), ramp(T), num_steps=T, log_every=log_every)
+    assert res.status == "diverged" and res.diverged_step == 4 and res.final["diverged_step"] == 4
+    l0 = float(res.history["loss"][0])
+    assert res.final["diverged_loss"] > 1e3 * l0 and np.isfinite(res.final["diverged_loss"])
+    clean = train(loss_fn, w0, optax.adam(1e-3), ramp(4), num_steps=4)
+    for got, want in zip(jax.tree.leaves((res.params, res.opt_state)), jax.tree.leaves((clean.params, clean.opt_state)),
+                         strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    late = train(loss_fn, w0, optax.adam(1e-3), ramp(T), num_steps=T, log_every=log_every, divergence_factor=1e6)
+    assert late.status == "diverged" and late.diverged_step == 7
+    off = train(loss_fn, w0, optax.adam(1e-3), ramp(T), num_steps=T, log_every=log_every, divergence_factor=None)
+    assert off.status == "finished" and off.history["loss"][-1] > 1e30
+
+
+def test_divergence_threshold_edge_cases(hetero):
+    p = hetero
+    # GD with η=1 on the λ=5000 mode: loss ×2.5e7 at step 1, far beyond 10³·L_0 while still finite
+    res = train(p.loss_fn, p.init_params(), optax.sgd(1.0), None, num_steps=50, log_every=10)
+    assert res.status == "diverged" and res.diverged_step == 1 and np.isfinite(res.final["diverged_loss"])
+    # L_0 = 0 gives no scale: the test is skipped; a negative L_0 is compared by magnitude
+    grow = iter(jnp.arange(6.0))
+    res = train(lambda w, b: b * jnp.sum(w ** 2), jnp.ones(2), optax.sgd(0.0), grow, num_steps=6)
+    assert res.status == "finished" and res.history["loss"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    res = train(lambda w, b: -1.0 + b * jnp.sum(w ** 2), jnp.ones(2), optax.sgd(0.0),
+                iter(jnp.asarray([0.0, 1.0, 5e3])), num_steps=3)
+    assert res.status == "diverged" and res.diverged_step == 2
+    for bad in (0.5, float("nan"), float("inf"), True, "1e3"):
+        with pytest.raises(ValueError, match=r"divergence_factor must be None or a finite number >= 1.*got"):
+            train(p.loss_fn, p.init_params(), optax.sgd(0.1), None, num_steps=1, divergence_factor=bad)
