@@ -19,7 +19,7 @@ a. **The blockwise-spectrum paper's PyTorch loop vs ours** on ``models.build("gp
    probe, full re-orthogonalisation by CGS2) whose HVPs are
    ``torch.autograd.grad(g_block, block_param, v, retain_graph=True)``. Ours:
    ``curvature.blockwise_slq(loss_fn, params, batch, key, partition=by_leaf(params), num_steps=30,
-   num_probes=1, group_by=G)`` for every ``G`` in ``leaf``, ``layer``, ``all``: cold (first call in
+   num_probes=1, group_by=G)`` for every ``G`` in ``leaf``, ``module``, ``layer``, ``all``: cold (first call in
    a fresh process: trace + lower + compile + run, split by ``jax.monitoring`` events, with the
    number of XLA programs compiled and the StableHLO size) and warm (second call, new key).
    Checked: the torch block HVP equals ours block by block, and every block's top Ritz value agrees.
@@ -100,7 +100,7 @@ from heterogeneity import partition as hp  # noqa: E402
 from heterogeneity.tree import leaves_with_paths, ravel  # noqa: E402
 
 # ----------------------------------------------------------------------------- configurations
-GROUPINGS = ("leaf", "layer", "all")  # blockwise_slq's group_by values compared in section a
+GROUPINGS = ("leaf", "module", "layer", "all")  # blockwise_slq's group_by values compared in section a
 FULL = dict(
     gpt_layers=(1, 2, 4, 8), gpt=dict(d_model=64, num_heads=2, max_len=32), gpt_batch=8, block_steps=30,
     mlp=dict(in_features=784, hidden=(512, 512), num_classes=10), mlp_batch=256, slq_steps=100,
