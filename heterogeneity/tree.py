@@ -3,7 +3,9 @@
 Paths are the toolkit's names for parameters: `path_str` turns a JAX key path into a
 `/`-joined string (``layers/0/attn/query/kernel``), dropping the trailing ``.value``
 attribute that Flax NNX `Variable`s add, so NNX `State`, plain dicts and lists all get
-the same readable names. Arithmetic on pytrees reuses `optax.tree` where it exists.
+the same readable names. Arithmetic on pytrees reuses `optax.tree` where it exists: `vdot`,
+`sq_norm`, `norm`, `size` and `random_like` are thin wrappers over `optax.tree` (kept because
+other modules import them).
 """
 from __future__ import annotations
 
@@ -76,8 +78,15 @@ def norm(t: PyTree, ord: int | float | str | None = None) -> jax.Array:
 
 
 def size(t: PyTree) -> int:
-    """Total number of scalars in ``t``."""
-    return sum(int(jnp.size(x)) for x in jax.tree.leaves(t))
+    """Total number of scalars in ``t`` (`optax.tree.size`).
+
+    >>> size({"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)})
+    9
+    """
+    return int(optax.tree.size(t))
+
+
+_SAMPLERS = {"rademacher": jax.random.rademacher, "normal": jax.random.normal, "cauchy": jax.random.cauchy}
 
 
 def random_like(
@@ -85,26 +94,19 @@ def random_like(
     tree: PyTree,
     kind: Literal["rademacher", "normal", "cauchy"] = "normal",
 ) -> PyTree:
-    """A random pytree with the structure, shapes and dtypes of ``tree``.
+    """A random pytree with the structure, shapes and dtypes of ``tree`` (`optax.tree.random_like`).
 
     ``rademacher``: ±1 entries (Hutchinson probes); ``normal``: N(0, 1) (SLQ probes);
-    ``cauchy``: standard Cauchy (the (1,1)-norm sketch of seed 003 Algorithm 4).
+    ``cauchy``: standard Cauchy (the (1,1)-norm sketch of [Xie24, Algorithm 4]). Leaf ``i``
+    draws from ``jax.random.split(key, num_leaves)[i]``.
+
+    >>> x = random_like(jax.random.key(0), {"w": jnp.zeros((2, 2))}, "rademacher")
+    >>> sorted(set(abs(x["w"]).ravel().tolist()))
+    [1.0]
     """
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    out = []
-    for k, leaf in zip(keys, leaves):
-        shape, dtype = jnp.shape(leaf), jnp.result_type(leaf)
-        if kind == "rademacher":
-            x = jax.random.rademacher(k, shape, dtype=dtype)
-        elif kind == "normal":
-            x = jax.random.normal(k, shape, dtype=dtype)
-        elif kind == "cauchy":
-            x = jax.random.cauchy(k, shape, dtype=dtype)
-        else:
-            raise ValueError(f"random_like: unknown kind {kind!r}; expected 'rademacher', 'normal' or 'cauchy'")
-        out.append(x)
-    return jax.tree.unflatten(treedef, out)
+    if kind not in _SAMPLERS:
+        raise ValueError(f"random_like: unknown kind {kind!r}; expected 'rademacher', 'normal' or 'cauchy'")
+    return optax.tree.random_like(key, jax.tree.map(jnp.asarray, tree), sampler=_SAMPLERS[kind])
 
 
 def ravel(tree: PyTree):

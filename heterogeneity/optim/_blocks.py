@@ -1,5 +1,7 @@
 """Per-block reductions shared by the blockwise transforms (SignSGD (S), EF-signSGD, blockwise Adam).
 
+Private helpers; whole-tree reductions are `optax.tree.sum` / `optax.tree.size`.
+
 ``partition=None`` means one block holding every parameter; otherwise a
 `heterogeneity.partition` partition decides the blocks (`Partition.block_sum` /
 `Partition.broadcast`). Reductions run in float32 (float64 when enabled) whatever the
@@ -12,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 __all__ = ["block_sum", "block_sizes", "broadcast_blocks", "check_partition"]
 
@@ -35,16 +38,15 @@ def check_partition(opt: str, partition: Any, name: str = "partition") -> None:
 def block_sum(tree: Any, partition: Any) -> jax.Array:
     """Sum of the elements of each block: shape ``(num_blocks,)`` (``(1,)`` if no partition)."""
     if partition is None:
-        leaves = jax.tree.leaves(tree)
-        total = sum((jnp.sum(x.astype(_acc_dtype())) for x in leaves), jnp.zeros([], _acc_dtype()))
-        return total[None]
+        total = optax.tree.sum(jax.tree.map(lambda x: x.astype(_acc_dtype()), tree))
+        return jnp.asarray(total, _acc_dtype())[None]
     return partition.block_sum(jax.tree.map(lambda x: x.astype(_acc_dtype()), tree))
 
 
 def block_sizes(params: Any, partition: Any) -> np.ndarray:
     """Number of scalars in each block, as a static NumPy array ``(num_blocks,)``."""
     if partition is None:
-        return np.array([sum(int(np.prod(jnp.shape(x))) for x in jax.tree.leaves(params))])
+        return np.array([optax.tree.size(params)])
     sizes = partition.sizes(params)
     return np.array([sizes[label] for label in partition.labels(params)])
 

@@ -38,7 +38,27 @@ def sgd(
     nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.sgd``, validated: ``learning_rate ≥ 0``, ``momentum`` None or in [0, 1]."""
+    r"""``optax.sgd``, validated: ``learning_rate ≥ 0``, ``momentum`` None or in [0, 1].
+
+    .. math::
+
+        m_t = \mu m_{t-1} + g_t,\qquad x_{t+1} = x_t - \eta_t m_t \quad(\mu = 0: x_{t+1} = x_t - \eta_t g_t).
+
+    Args:
+      learning_rate: ``η_t`` (a float ≥ 0 or a schedule).
+      momentum: ``μ ∈ [0, 1]`` or None.
+      nesterov: Nesterov momentum.
+      accumulator_dtype: dtype of the momentum buffer.
+
+    Returns:
+      ``optax.sgd(...)`` itself.
+
+    >>> import jax.numpy as jnp
+    >>> opt = sgd(0.1)
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.zeros(2)))
+    >>> print(u)
+    [-0.1  0.2]
+    """
     check_learning_rate("sgd", learning_rate)
     check_unit_interval("sgd", "momentum", momentum, optional=True)
     check_bool("sgd", "nesterov", nesterov)
@@ -66,7 +86,31 @@ def adam(
     *,
     nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.adam``, validated: ``b1, b2 ∈ [0, 1)`` (bias correction), ``eps, eps_root ≥ 0``."""
+    r"""``optax.adam`` [Kingma15], validated: ``b1, b2 ∈ [0, 1)`` (bias correction), ``eps, eps_root ≥ 0``.
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2)|g_t|^2,\quad
+        x_{t+1} = x_t - \eta_t \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}.
+
+    Args:
+      learning_rate: ``η_t`` (a float ≥ 0 or a schedule).
+      b1: first-moment decay in [0, 1).
+      b2: second-moment decay in [0, 1) (β2 = 1 is `frozen_adam` / `adam_no_bias_correction`).
+      eps: ≥ 0, added outside the root.
+      eps_root: ≥ 0, added inside the root.
+      mu_dtype: dtype of the first moment.
+      nesterov: Nesterov momentum.
+
+    Returns:
+      ``optax.adam(...)`` itself.
+
+    >>> import jax.numpy as jnp, numpy as np
+    >>> opt = adam(0.1)
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.zeros(2)))
+    >>> print(np.asarray(u).round(4))  # first step: -η sign(g) (up to eps)
+    [-0.1  0.1]
+    """
     _check_adam("adam", learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov)
 
@@ -83,7 +127,32 @@ def adamw(
     *,
     nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.adamw``, validated as `adam`, plus ``weight_decay ≥ 0`` (a number or a schedule)."""
+    r"""``optax.adamw`` [Loshchilov19], validated as `adam`, plus ``weight_decay ≥ 0`` (a number or a schedule).
+
+    .. math::
+
+        x_{t+1} = x_t - \eta_t \Big(\frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon} + \lambda x_t\Big).
+
+    Args:
+      learning_rate: ``η_t`` (a float ≥ 0 or a schedule).
+      b1: as `adam`.
+      b2: as `adam`.
+      eps: as `adam`.
+      eps_root: as `adam`.
+      mu_dtype: as `adam`.
+      nesterov: as `adam`.
+      weight_decay: ``λ ≥ 0`` (or a schedule).
+      mask: which parameters decay (as Optax).
+
+    Returns:
+      ``optax.adamw(...)`` itself.
+
+    >>> import jax.numpy as jnp, numpy as np
+    >>> opt = adamw(0.1, weight_decay=0.5)
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.ones(2)), jnp.ones(2))
+    >>> print(np.asarray(u).round(4))  # -η (sign(g) + λ x)
+    [-0.15  0.05]
+    """
     _check_adam("adamw", learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     check_nonnegative("adamw", "weight_decay", weight_decay, schedule=True)
     return optax.adamw(
@@ -103,7 +172,35 @@ def rmsprop(
     nesterov: bool = False,
     bias_correction: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.rmsprop``, validated: ``decay ∈ [0, 1]`` (1 only with ``initial_scale > 0``), ``eps ≥ 0``."""
+    r"""``optax.rmsprop``, validated: ``decay ∈ [0, 1]`` (1 only with ``initial_scale > 0``), ``eps ≥ 0``.
+
+    .. math::
+
+        v_t = \rho v_{t-1} + (1-\rho)|g_t|^2,\ v_0 = \texttt{initial\_scale},\qquad
+        x_{t+1} = x_t - \eta_t\, g_t / \sqrt{v_t + \epsilon}
+
+    (``eps_in_sqrt=False``: ``/(sqrt(v) + ε)``; ``centered``, ``momentum`` as Optax).
+
+    Args:
+      learning_rate: ``η_t`` (a float ≥ 0 or a schedule).
+      decay: ``ρ ∈ [0, 1]``.
+      eps: ≥ 0, added to the root.
+      initial_scale: ≥ 0, the initial second moment.
+      eps_in_sqrt: as ``optax.rmsprop``.
+      centered: as ``optax.rmsprop``.
+      nesterov: as ``optax.rmsprop``.
+      bias_correction: as ``optax.rmsprop``.
+      momentum: ``μ ∈ [0, 1]`` or None.
+
+    Returns:
+      ``optax.rmsprop(...)`` itself.
+
+    >>> import jax.numpy as jnp
+    >>> opt = rmsprop(0.1, decay=0.75, eps=0.0)
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.zeros(2)))
+    >>> print(u)
+    [-0.2  0.2]
+    """
     opt = "rmsprop"
     check_learning_rate(opt, learning_rate)
     for name, flag in (("eps_in_sqrt", eps_in_sqrt), ("centered", centered), ("nesterov", nesterov),
@@ -131,7 +228,30 @@ def lion(
     weight_decay: optax.ScalarOrSchedule = 1e-3,
     mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.lion``, validated: ``b1, b2 ∈ [0, 1]`` (no bias correction), ``weight_decay ≥ 0``."""
+    r"""``optax.lion`` [Chen23], validated: ``b1, b2 ∈ [0, 1]`` (no bias correction), ``weight_decay ≥ 0``.
+
+    .. math::
+
+        x_{t+1} = x_t - \eta_t\big(\operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t) + \lambda x_t\big),\quad
+        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t.
+
+    Args:
+      learning_rate: ``η_t`` (a float ≥ 0 or a schedule).
+      b1: decay of the interpolation that gives the update's sign, in [0, 1].
+      b2: decay of the momentum, in [0, 1].
+      mu_dtype: dtype of ``m``.
+      weight_decay: ``λ ≥ 0`` (or a schedule).
+      mask: which parameters decay (as Optax).
+
+    Returns:
+      ``optax.lion(...)`` itself.
+
+    >>> import jax.numpy as jnp
+    >>> opt = lion(0.1, weight_decay=0.0)
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0]), opt.init(jnp.zeros(2)), jnp.zeros(2))
+    >>> print(u)
+    [-0.1  0.1]
+    """
     check_learning_rate("lion", learning_rate)
     check_unit_interval("lion", "b1", b1)
     check_unit_interval("lion", "b2", b2)

@@ -1,12 +1,12 @@
-"""Run any optimizer on a rotated loss L∘R (seed 003 §4, App. D.2, Theorem 2.2).
+"""Run any optimizer on a rotated loss L∘R [Xie24, §4, App. D.2, Theorem 2.2].
 
 For an orthogonal R on the flattened parameter vector, the rotated problem has coordinates
 ``x̃ = Rᵀx`` and gradient ``∇(L∘R)(x̃) = Rᵀ∇L(x)``. `rotated(inner, key)` feeds ``Rᵀg`` (and
 ``Rᵀx`` as params) to ``inner`` and maps its update back with ``R``, so the parameters follow
 ``x_t = R x̃_t`` where ``x̃_t`` is ``inner`` run on ``L∘R`` from ``x̃_0 = Rᵀx_0``. A rotation
-invariant method (SGD, AdaSGD) is unchanged; Adam and SignSGD are not (seed 003 Thm 2.2).
+invariant method (SGD, AdaSGD) is unchanged; Adam and SignSGD are not [Xie24, Thm 2.2].
 
-RandPerm (seed 003 App. D.2; repo mohamad-amin/adam-coordinate-adaptivity): one layer permutes
+RandPerm ([Xie24, App. D.2]; repo mohamad-amin/adam-coordinate-adaptivity): one layer permutes
 the entries with a random π, reshapes the vector into a 3-D tensor ``[s1, s2, s3]`` and applies
 a fixed Haar orthogonal matrix on each side, i.e. the Kronecker product ``Q1 ⊗ Q2 ⊗ Q3``; the
 paper chains ``depth = 2`` layers with fresh permutations (RandPerm²). The paper's reshape needs
@@ -24,6 +24,10 @@ static shapes) and stored in the optimizer state as arrays: ``depth`` permutatio
 flat float32 (float64 under x64) vector; updates are cast back to the parameters' dtypes.
 Other rotations: ``"permutation"`` (a single random permutation: Adam stays invariant) and
 ``"haar"`` (a dense d×d Haar matrix, for small d, e.g. tests).
+
+Parameters with no scalars (an empty pytree, or the placeholder `optax.tree_map_params` passes
+to ``init``) get an empty rotation, an inner state built on a dummy length-1 vector (so the
+state has the same structure as for real parameters) and no step.
 """
 from __future__ import annotations
 
@@ -79,7 +83,30 @@ def _haar(key: jax.Array, n: int, dtype) -> jax.Array:
 def make_rotation(
     key: Any, d: int, *, rotation: Literal["randperm", "permutation", "haar"] = "randperm", depth: int = 2
 ) -> Rotation:
-    """An exactly orthogonal R on ℝ^d (see the module docstring); ``key`` fixes it."""
+    r"""An exactly orthogonal :math:`R \in O(d)` (see the module docstring) [Xie24, App. D.2].
+
+    .. math::
+
+        R = K_{depth} P_{depth} \cdots K_1 P_1,\qquad
+        K_l = \operatorname{blockdiag}(Q_1 \otimes Q_2 \otimes Q_3, \ldots)
+
+    with random permutations ``P_l`` and Haar factors ``Q``.
+
+    Args:
+      key: an int seed or a PRNG key (fixes R).
+      d: the dimension (≥ 1).
+      rotation: ``"randperm"`` (RandPerm^depth), ``"permutation"`` or ``"haar"`` (dense, d ≤ 4096).
+      depth: number of RandPerm layers (≥ 1).
+
+    Returns:
+      A `Rotation` (arrays only: a valid optimizer-state leaf).
+
+    >>> import jax.numpy as jnp
+    >>> rot = make_rotation(0, 5)
+    >>> v = jnp.arange(5.0)
+    >>> print(bool(jnp.allclose(rotate_transpose(rot, rotate(rot, v)), v, atol=1e-5)))
+    True
+    """
     d = static_int("make_rotation", "d", d, minimum=1)
     depth = static_int("make_rotation", "depth", depth, minimum=1)
     check_choice("make_rotation", "rotation", rotation, _ROTATIONS)
@@ -133,14 +160,41 @@ def _kron(segs: tuple, v: jax.Array, transpose: bool) -> jax.Array:
 
 
 def rotate(rotation: Rotation, v: jax.Array) -> jax.Array:
-    """``R v`` for a flat vector ``v`` (length d)."""
+    r"""``R v`` for a flat vector ``v`` of length d (R from `make_rotation`).
+
+    Args:
+      rotation: a `Rotation`.
+      v: a 1-D array of length d.
+
+    Returns:
+      :math:`Rv`, same shape.
+
+    >>> import jax.numpy as jnp
+    >>> rot = make_rotation(0, 3, rotation="permutation")
+    >>> print(sorted(rotate(rot, jnp.array([1.0, 2.0, 3.0])).tolist()))
+    [1.0, 2.0, 3.0]
+    """
     for perm, segs in zip(rotation.perms, rotation.factors):
         v = _kron(segs, v[perm], transpose=False)
     return v
 
 
 def rotate_transpose(rotation: Rotation, v: jax.Array) -> jax.Array:
-    """``Rᵀ v`` (= ``R⁻¹ v``) for a flat vector ``v``."""
+    r"""``Rᵀ v`` (= :math:`R^{-1} v`) for a flat vector ``v`` of length d.
+
+    Args:
+      rotation: a `Rotation`.
+      v: a 1-D array of length d.
+
+    Returns:
+      :math:`R^\top v`, same shape.
+
+    >>> import jax.numpy as jnp
+    >>> rot = make_rotation(1, 4, rotation="haar")
+    >>> v = jnp.array([1.0, 0.0, 0.0, 0.0])
+    >>> print(round(float(jnp.linalg.norm(rotate_transpose(rot, v))), 5))
+    1.0
+    """
     for perm, segs in zip(rotation.perms[::-1], rotation.factors[::-1]):
         v = _kron(segs, v, transpose=True)
         v = jnp.zeros_like(v).at[perm].set(v)
@@ -161,10 +215,28 @@ def rotated(
     rotation: Literal["randperm", "permutation", "haar"] = "randperm",
     depth: int = 2,
 ) -> optax.GradientTransformationExtraArgs:
-    """``inner`` run on the rotated loss L∘R (seed 003 App. D.2, RandPerm^depth).
+    r"""``inner`` run on the rotated loss L∘R [Xie24, App. D.2] (RandPerm^depth).
 
-    ``g̃ = Rᵀ g``, ``(ũ, s) = inner.update(g̃, s, Rᵀx)``, update ``u = R ũ``; hence ``x_t = R x̃_t``
-    with ``x̃_t`` the trajectory of ``inner`` on ``L∘R``. ``key`` fixes R (drawn at init).
+    .. math::
+
+        \tilde g = R^\top g,\quad (\tilde u, s) = \texttt{inner.update}(\tilde g, s, R^\top x),\quad u = R \tilde u,
+
+    hence :math:`x_t = R \tilde x_t` with :math:`\tilde x_t` the trajectory of ``inner`` on L∘R.
+
+    Args:
+      inner: any ``optax.GradientTransformation``.
+      key: an int seed or a PRNG key; fixes R (drawn at ``init``).
+      rotation: ``"randperm"``, ``"permutation"`` or ``"haar"`` (see `make_rotation`).
+      depth: RandPerm layers (≥ 1).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` (state `RotatedState`).
+
+    >>> import jax.numpy as jnp, optax
+    >>> opt = rotated(optax.sgd(0.1), key=0)  # SGD is rotation invariant
+    >>> u, _ = opt.update(jnp.array([1.0, -2.0, 3.0]), opt.init(jnp.zeros(3)))
+    >>> print(bool(jnp.allclose(u, jnp.array([-0.1, 0.2, -0.3]), atol=1e-6)))
+    True
     """
     if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
         raise HyperparameterTypeError(
@@ -178,12 +250,19 @@ def rotated(
 
     def init_fn(params):
         flat, _ = ravel_pytree(params)
+        if flat.size == 0:  # nothing to rotate (an empty tree, or tree_map_params' placeholder)
+            # the inner state is built on a dummy 1-vector (its structure is all tree_map_params
+            # needs; an inner optimizer may refuse a 0-length vector) and never updated
+            rot = Rotation(perms=jnp.zeros([depth, 0], jnp.int32), factors=jnp.zeros([depth, 0], compute))
+            return RotatedState(rotation=rot, inner_state=inner.init(jnp.zeros([1], compute)))
         rot = make_rotation(raw_key, flat.size, rotation=rotation, depth=depth)
         return RotatedState(rotation=rot, inner_state=inner.init(rotate_transpose(rot, flat.astype(compute))))
 
     def update_fn(updates, state, params=None, **extra_args):
         flat, unravel = ravel_pytree(updates)
         rot = state.rotation
+        if flat.size == 0:  # no parameters: no step, the inner state stays as initialised
+            return updates, state
         g_rot = rotate_transpose(rot, flat.astype(compute))
         p_rot = None
         if params is not None:

@@ -1,14 +1,17 @@
-"""SignSGD with an ℓ1-scaled learning rate, "SignSGD (S)" of seed 000 §4.6.
+"""SignSGD (S): SignSGD with an ℓ1-scaled learning rate [Tomihari25, §4.6].
 
-Seed 000 Theorem 4.7 asks SignSGD for a step size proportional to the gradient's ℓ1 norm;
+[Tomihari25, Theorem 4.7] asks SignSGD for a step size proportional to the gradient's ℓ1 norm;
 in the small-gradient (fine-tuning) regime it reduces to ``η_t = γ_t ‖∇L̂(θ_t)‖₁``, i.e.
 
     θ_{t+1} = θ_t − γ_t ‖g_t‖₁ sign(g_t),
 
-the steepest-descent step for the ℓ∞ norm (seed 000 App. H.1). With a partition the norm is
+the steepest-descent step for the ℓ∞ norm [Tomihari25, App. H.1]. With a partition the norm is
 taken per block (``‖[g]_b‖₁ sign([g]_b)`` on block b), the blockwise ℓ∞ steepest descent. With
-momentum (heavy ball ``m ← μ m + g``, as seed 000 uses for SignSGD) the norm is that of the
+momentum (heavy ball ``m ← μ m + g``, as [Tomihari25] uses for SignSGD) the norm is that of the
 signed vector: ``‖m‖₁ sign(m)``. Note that in steady state ``‖m‖₁ ≈ ‖g‖₁ / (1 − μ)``.
+
+Complex parameters: ``|g|`` is the modulus and ``sign(g) = g/|g|``, so ``‖g‖₁ sign(g)`` is
+still the ℓ∞ (per-modulus) steepest-descent step.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import optax
 from heterogeneity.optim._blocks import block_sum, broadcast_blocks, check_partition
 from heterogeneity.optim._validate import check_bool, check_dtype, check_learning_rate, check_unit_interval
 
-__all__ = ["scale_by_sign_l1", "sign_sgd_l1"]
+__all__ = ["scale_by_signsgd_s", "signsgd_s"]
 
 
 def _l1_sign(partition: Any) -> optax.GradientTransformation:
@@ -31,24 +34,44 @@ def _l1_sign(partition: Any) -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         del params
+        if not jax.tree.leaves(updates):
+            return updates, state
         l1 = block_sum(jax.tree.map(jnp.abs, updates), partition)
         scale = broadcast_blocks(l1, updates, partition)
-        out = jax.tree.map(
-            lambda g, s: (s.astype(l1.dtype) * jnp.sign(g).astype(l1.dtype)).astype(g.dtype), updates, scale
-        )
+        out = jax.tree.map(lambda g, s: (s.astype(l1.dtype) * jnp.sign(g)).astype(g.dtype), updates, scale)
         return out, state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_sign_l1(
+def scale_by_signsgd_s(
     *, partition: Any = None, momentum: Any = None, nesterov: bool = False, accumulator_dtype: Any = None
 ) -> optax.GradientTransformation:
-    """``u = ‖s‖₁ sign(s)`` with ``s = g`` (or the heavy-ball momentum), per block if partitioned.
+    r"""The SignSGD (S) direction ``‖s‖₁ sign(s)``, per block if partitioned [Tomihari25, §4.6].
 
-    Seed 000 §4.6 (SignSGD (S)). The norm is accumulated in float32 and cast back.
+    .. math::
+
+        u_t = \|[s_t]_b\|_1 \operatorname{sign}([s_t]_b) \text{ on each block } b,\qquad
+        s_t = g_t \text{ or } m_t = \mu m_{t-1} + g_t.
+
+    The norm is accumulated in float32 (float64 under x64) and cast back.
+
+    Args:
+      partition: a `heterogeneity.partition` partition, or None (one block: all parameters).
+      momentum: heavy-ball ``μ ∈ [0, 1]``, or None.
+      nesterov: Nesterov momentum (with ``momentum``).
+      accumulator_dtype: dtype of the momentum buffer.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    >>> import jax.numpy as jnp
+    >>> tx = scale_by_signsgd_s()
+    >>> u, _ = tx.update(jnp.array([3.0, -1.0]), tx.init(jnp.zeros(2)))
+    >>> print(u)
+    [ 4. -4.]
     """
-    return _checked_sign_l1("scale_by_sign_l1", partition, momentum, nesterov, accumulator_dtype)
+    return _checked_sign_l1("scale_by_signsgd_s", partition, momentum, nesterov, accumulator_dtype)
 
 
 def _checked_sign_l1(opt, partition, momentum, nesterov, accumulator_dtype):
@@ -63,7 +86,7 @@ def _checked_sign_l1(opt, partition, momentum, nesterov, accumulator_dtype):
     )
 
 
-def sign_sgd_l1(
+def signsgd_s(
     learning_rate: optax.ScalarOrSchedule,
     *,
     partition: Any = None,
@@ -71,12 +94,33 @@ def sign_sgd_l1(
     nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """SignSGD (S), seed 000 §4.6: ``θ ← θ − γ_t ‖s_t‖₁ sign(s_t)``, ``s_t = g_t`` or momentum.
+    r"""SignSGD (S) [Tomihari25, §4.6]: SignSGD with the step scaled by the ℓ1 norm.
 
-    ``learning_rate`` is γ_t (a float or schedule); ``partition`` takes the ℓ1 norm per block.
+    .. math::
+
+        \theta_{t+1} = \theta_t - \gamma_t \|s_t\|_1 \operatorname{sign}(s_t),\qquad
+        s_t = g_t \text{ (or heavy-ball momentum)},
+
+    with the norm taken per block of ``partition`` (blockwise ℓ∞ steepest descent).
+
+    Args:
+      learning_rate: ``γ_t`` (a float ≥ 0 or a schedule).
+      partition: a `heterogeneity.partition` partition, or None for one global norm.
+      momentum: heavy-ball ``μ ∈ [0, 1]``, or None.
+      nesterov: Nesterov momentum (with ``momentum``).
+      accumulator_dtype: dtype of the momentum buffer.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    >>> import jax.numpy as jnp
+    >>> opt = signsgd_s(0.5)
+    >>> u, _ = opt.update(jnp.array([3.0, -1.0]), opt.init(jnp.zeros(2)))
+    >>> print(u)
+    [-2.  2.]
     """
-    check_learning_rate("sign_sgd_l1", learning_rate)
+    check_learning_rate("signsgd_s", learning_rate)
     return optax.chain(
-        _checked_sign_l1("sign_sgd_l1", partition, momentum, nesterov, accumulator_dtype),
+        _checked_sign_l1("signsgd_s", partition, momentum, nesterov, accumulator_dtype),
         optax.scale_by_learning_rate(learning_rate),
     )

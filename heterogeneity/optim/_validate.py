@@ -174,7 +174,7 @@ def check_second_moment(opt: str, name: str, value: Any, *, bias_correction: boo
 
     β2 = 1 freezes ``v`` at its initial value: legal only without bias correction (which divides
     by ``1 − β2^t = 0``) and when ``v`` does not start at 0 (else every step is divided by eps
-    alone), e.g. moments started from the first gradient (seed 001 eq. (2), `frozen_adam`).
+    alone), e.g. moments started from the first gradient ([Zhang24, eq. (2)], `frozen_adam`).
     ``when`` qualifies the rule (e.g. " with initial_moments='zeros'"), ``fix`` names a legal
     alternative; both go into the message.
     """

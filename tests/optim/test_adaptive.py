@@ -1,4 +1,4 @@
-"""Blockwise Adam / AdaSGD (seed 003 Algs. 2–3) and Adam without bias correction (seed 001).
+"""Blockwise Adam / AdaSGD [Xie24, Algorithms 2–3] and Adam without bias correction [Zhang24, Algorithm 3].
 
 NumPy transcriptions of the algorithm boxes for 3 steps, the two extremes of blockwise Adam
 (one block per coordinate = optax.adam, one block = AdaSGD), and the frozen preconditioner.
@@ -35,7 +35,7 @@ def _run(opt, steps=3, grads=_grads):
 
 
 def _blockwise_adam_np(blocks, steps=3):
-    """Seed 003 Algorithm 3 (no bias correction, ε inside the root, m_0 = v_0 = 0).
+    """[Xie24, Algorithm 3] (no bias correction, ε inside the root, m_0 = v_0 = 0).
 
     ``blocks``: function leaf name -> array of block ids with the leaf's shape.
     """
@@ -68,18 +68,18 @@ def _compare(a, b, rtol=2e-5, atol=1e-7):
 PAPER = dict(b1=B1, b2=B2, eps=0.0, eps_root=EPS, bias_correction=False)
 
 
-def test_adasgd_matches_seed003_algorithm2():
+def test_adasgd_matches_xie24_algorithm2():
     ref = _blockwise_adam_np(lambda k: np.zeros(SHAPES[k], int))
     _compare(_run(ho.adasgd(LR, **PAPER)), ref)
 
 
-def test_block_adam_by_leaf_matches_seed003_algorithm3():
+def test_blockwise_adam_by_leaf_matches_xie24_algorithm3():
     params = {k: jnp.zeros(s) for k, s in SHAPES.items()}
     ref = _blockwise_adam_np(lambda k: np.full(SHAPES[k], {"w": 0, "b": 1}[k]))
-    _compare(_run(ho.block_adam(LR, hp.by_leaf(params), **PAPER)), ref)
+    _compare(_run(ho.blockwise_adam(LR, hp.by_leaf(params), **PAPER)), ref)
 
 
-def test_block_adam_split_heads_matches_numpy():
+def test_blockwise_adam_split_heads_matches_numpy():
     """Blocks that cut a leaf (one block per 'head' of w along the last axis, as Adam-mini)."""
     part = hp.from_fn(lambda path: hp.Split("w", axis=-1, parts=3) if path == "w" else "b")
 
@@ -88,34 +88,34 @@ def test_block_adam_split_heads_matches_numpy():
             return np.full(SHAPES[k], 3)
         return np.broadcast_to(np.repeat(np.arange(3), 2)[None, :], SHAPES[k])
 
-    _compare(_run(ho.block_adam(LR, part, **PAPER)), _blockwise_adam_np(ids))
+    _compare(_run(ho.blockwise_adam(LR, part, **PAPER)), _blockwise_adam_np(ids))
 
 
-def test_block_adam_by_coordinate_is_optax_adam():
+def test_blockwise_adam_by_coordinate_is_optax_adam():
     """Extreme Φ: i ↦ i. Bitwise the same trajectory as optax.adam over 10 steps."""
-    a = _run(ho.block_adam(LR, hp.by_coordinate(), b1=B1, b2=B2, eps=1e-8), steps=10)
+    a = _run(ho.blockwise_adam(LR, hp.by_coordinate(), b1=B1, b2=B2, eps=1e-8), steps=10)
     b = _run(optax.adam(LR, b1=B1, b2=B2, eps=1e-8), steps=10)
     _compare(a, b, rtol=0, atol=0)
 
 
-def test_block_adam_single_block_is_adasgd():
+def test_blockwise_adam_single_block_is_adasgd():
     """Extreme Φ: i ↦ 1. Same trajectory as `adasgd` (whose sum bypasses the partition code)."""
-    a = _run(ho.block_adam(LR, hp.single_block(), b1=B1, b2=B2), steps=10)
+    a = _run(ho.blockwise_adam(LR, hp.single_block(), b1=B1, b2=B2), steps=10)
     b = _run(ho.adasgd(LR, b1=B1, b2=B2), steps=10)
     _compare(a, b, rtol=0, atol=0)
 
 
-def test_block_adam_requires_partition_and_blocks_are_different():
+def test_blockwise_adam_requires_partition_and_blocks_are_different():
     with pytest.raises(ValueError, match="partition"):
-        ho.block_adam(LR, None)
+        ho.blockwise_adam(LR, None)
     with pytest.raises(ValueError, match="partition"):
-        ho.block_adam(LR, "by_leaf")
-    a = _run(ho.block_adam(LR, hp.by_coordinate()))
-    b = _run(ho.block_adam(LR, hp.single_block()))
+        ho.blockwise_adam(LR, "by_leaf")
+    a = _run(ho.blockwise_adam(LR, hp.by_coordinate()))
+    b = _run(ho.blockwise_adam(LR, hp.single_block()))
     assert not np.allclose(a[-1]["w"], b[-1]["w"])
 
 
-def test_adam_no_bias_correction_matches_seed001_algorithm3():
+def test_adam_no_bias_correction_matches_zhang24_algorithm3():
     x = {k: np.zeros(s) for k, s in SHAPES.items()}
     m = v = None
     ref = []
@@ -132,7 +132,7 @@ def test_adam_no_bias_correction_matches_seed001_algorithm3():
     _compare(_run(ho.adam_no_bias_correction(LR, b1=B1, b2=B2, eps_root=EPS)), ref)
 
 
-def test_frozen_adam_matches_seed001_eq2_on_a_quadratic():
+def test_frozen_adam_matches_zhang24_eq2_on_a_quadratic():
     """w ← w − η D0⁻¹ (H w − h), D0 = diag(|H w0 − h|), with a zero first-gradient coordinate.
 
     The first gradient is given exactly (``c``, with c_2 = 0); later gradients are evaluated

@@ -1,4 +1,4 @@
-"""Majority vote sign methods (seed 002 Def. 1, Algorithm 2, App. E baselines).
+"""Majority vote sign methods ([SignMomentum25, Def. 1, Algorithm 2, App. E baselines]).
 
 Workers are a named axis: the same transform runs under ``jax.vmap(axis_name=...)`` and under
 ``jax.shard_map`` over the 8 simulated CPU devices of tests/conftest.py, bit for bit; the
@@ -20,7 +20,7 @@ D = 13
 
 
 def test_stochastic_sign_is_unbiased():
-    """E[S_R(v)] = v/R (seed 002 Def. 1).
+    """E[S_R(v)] = v/R ([SignMomentum25, Def. 1]).
 
     Each coordinate of S_R(v) is ±1 with mean v/R and variance 1 − (v/R)². The mean of K
     independent draws has standard error σ_k = sqrt((1 − (v_k/R)²)/K); by the CLT (K = 20000)
@@ -107,8 +107,8 @@ def _assert_same(a, b):
 OPTS = {
     "mvsm_v1": lambda comm: ho.mvsm(0.1, beta=0.5, version=1, axis_name=AXIS, key=7, communication=comm),
     "mvsm_v2": lambda comm: ho.mvsm(0.1, beta=0.5, version=2, axis_name=AXIS, key=7, communication=comm),
-    "mv_signsgd": lambda comm: ho.mv_sign_sgd(0.1, axis_name=AXIS, communication=comm),
-    "sto_signsgd": lambda comm: ho.sto_sign_sgd(0.1, R=1.0, axis_name=AXIS, key=3, communication=comm),
+    "mv_signsgd": lambda comm: ho.mv_signsgd(0.1, axis_name=AXIS, communication=comm),
+    "sto_signsgd": lambda comm: ho.sto_signsgd(0.1, R=1.0, axis_name=AXIS, key=3, communication=comm),
 }
 
 
@@ -129,7 +129,7 @@ def test_shard_map_equals_vmap_and_one_bit_equals_int8(name):
 
 
 def _np_mvsm(n, version, beta, R, key, steps=3, lr=0.1):
-    """Seed 002 Algorithm 2, NumPy transcription; uniforms from the documented key streams."""
+    """[SignMomentum25, Algorithm 2], NumPy transcription; uniforms from the documented key streams."""
     x = np.zeros(D)
     v = None
     out = []
@@ -164,7 +164,7 @@ def test_mvsm_matches_numpy_algorithm2(version):
     assert not np.allclose(m[0], m[1])
 
 
-def test_mv_sign_sgd_matches_numpy_and_zero_gradients_do_not_move():
+def test_mv_signsgd_matches_numpy_and_zero_gradients_do_not_move():
     n = 4
 
     def ref(steps=3):
@@ -178,7 +178,7 @@ def test_mv_sign_sgd_matches_numpy_and_zero_gradients_do_not_move():
             out.append(x.copy())
         return out
 
-    traj, _ = _vmap_run(ho.mv_sign_sgd(0.1, axis_name=AXIS), n)
+    traj, _ = _vmap_run(ho.mv_signsgd(0.1, axis_name=AXIS), n)
     for xt, rt in zip(traj, ref()):
         flat = np.concatenate([np.asarray(xt["b"][0]).ravel(), np.asarray(xt["w"][0]).ravel()])
         np.testing.assert_allclose(flat, rt, rtol=1e-6, atol=1e-7)
@@ -188,7 +188,7 @@ def test_mv_sign_sgd_matches_numpy_and_zero_gradients_do_not_move():
 @pytest.mark.parametrize("tie_break", ["zero", "random"])
 def test_tie_breaking_for_even_worker_counts(tie_break):
     """Two workers with opposite gradients tie on every coordinate."""
-    opt = ho.mv_sign_sgd(1.0, axis_name=AXIS, tie_break=tie_break, key=1)
+    opt = ho.mv_signsgd(1.0, axis_name=AXIS, tie_break=tie_break, key=1)
     g = {"a": jnp.stack([jnp.arange(1.0, 9.0), -jnp.arange(1.0, 9.0)])}
     x = {"a": jnp.zeros((2, 8))}
     u, _ = jax.vmap(opt.update, axis_name=AXIS)(g, jax.vmap(opt.init)(x), x)
@@ -210,10 +210,10 @@ def test_single_worker_without_axis():
 
 def test_validation():
     with pytest.raises(ValueError, match="communication"):
-        ho.mvsm(0.1, communication="2bit")
+        ho.mvsm(0.1, communication="2bit", key=0)
     with pytest.raises(ValueError, match="tie_break"):
-        ho.mv_sign_sgd(0.1, tie_break="coin")
+        ho.mv_signsgd(0.1, tie_break="coin")
     with pytest.raises(ValueError, match="beta"):
-        ho.mvsm(0.1, beta=1.5)
+        ho.mvsm(0.1, beta=1.5, key=0)
     with pytest.raises(ValueError, match="key"):
         ho.mvsm(0.1, key=jnp.zeros(3))

@@ -25,25 +25,25 @@ STEPS = 200
 HPARAMS = {
     "sgd": dict(learning_rate=0.2),
     "signsgd": dict(learning_rate=0.01, momentum=0.5),
-    "signsgd_l1": dict(learning_rate=0.002),
-    "signum": dict(learning_rate=0.01, beta=0.5),
+    "signsgd_s": dict(learning_rate=0.002),
+    "signum_first_gradient": dict(learning_rate=0.01, beta=0.5),
     "adam": dict(learning_rate=0.03),
     "adamw": dict(learning_rate=0.03),
     "rmsprop": dict(learning_rate=0.01),
     "lion": dict(learning_rate=0.01),
     "adasgd": dict(learning_rate=0.05),
-    "block_adam": dict(learning_rate=0.05),
+    "blockwise_adam": dict(learning_rate=0.05),
     "frozen_adam": dict(learning_rate=0.3, eps=0.5),  # eps: rotated g_0 has near-zero entries
-    "adam_nbc": dict(learning_rate=0.03, b2=0.99),
+    "adam_no_bias_correction": dict(learning_rate=0.03, b2=0.99),
     "ef_signsgd": dict(learning_rate=0.1),
     "mv_signsgd": dict(learning_rate=0.01),
-    "sto_signsgd": dict(learning_rate=0.02, R=1.0),
-    "mvsm_v1": dict(learning_rate=0.02, beta=0.5, R=1.0),
-    "mvsm_v2": dict(learning_rate=0.02, beta=0.5, R=1.0),
+    "sto_signsgd": dict(learning_rate=0.02, R=1.0, key=0),
+    "mvsm_v1": dict(learning_rate=0.02, beta=0.5, R=1.0, key=1),
+    "mvsm_v2": dict(learning_rate=0.02, beta=0.5, R=1.0, key=2),
 }
 # Every base name, plus one rotated variant per family (all rotated_<name> are built and
 # initialised in test_every_rotated_variant_builds; the wrapper itself is tested in test_rotated.py).
-ROTATED = ["rotated_sgd", "rotated_adam", "rotated_adasgd", "rotated_signsgd_l1", "rotated_frozen_adam"]
+ROTATED = ["rotated_sgd", "rotated_adam", "rotated_adasgd", "rotated_signsgd_s", "rotated_frozen_adam"]
 ALL = ho.names() + tuple(ROTATED)
 
 
@@ -80,8 +80,9 @@ def _base(name):
 
 def _make(name, inject=False):
     hp = dict(HPARAMS[_base(name)])
-    if inject:
-        return optax.inject_hyperparams(ho.factory(name))(**hp)
+    if inject:  # the PRNG key is structural: bound in the factory, never injected
+        static = {"key": hp.pop("key")} if "key" in hp else {}
+        return optax.inject_hyperparams(ho.factory(name, **static))(**hp)
     return ho.get(name, **hp)
 
 
@@ -190,7 +191,7 @@ def test_inject_hyperparams_changes_learning_rate_mid_run():
 
 def test_schedules_accepted():
     sched = optax.linear_schedule(0.1, 0.0, 10)
-    for name in ("signsgd_l1", "ef_signsgd", "frozen_adam"):  # ef: the schedule is used inside
+    for name in ("signsgd_s", "ef_signsgd", "frozen_adam"):  # ef: the schedule is used inside
         opt = ho.get(name, learning_rate=sched)
         x = {"a": jnp.ones(3)}
         state = opt.init(x)
@@ -216,11 +217,11 @@ def test_typo_suggests_closest_and_lists_valid_names():
         ("adam", dict(learning_rate=0.1, b1=1.5), "b1"),
         ("adamw", dict(learning_rate=0.1, b2=-0.1), "b2"),
         ("adam", dict(learning_rate=0.1, eps=-1e-8), "eps"),
-        ("signum", dict(learning_rate=0.1, beta=2.0), "beta"),
+        ("signum_first_gradient", dict(learning_rate=0.1, beta=2.0), "beta"),
         ("signsgd", dict(learning_rate=0.1, momentum=1.1), "momentum"),
-        ("mvsm_v1", dict(learning_rate=0.1, R=0.0), "R"),
-        ("sto_signsgd", dict(learning_rate=0.1, R=-1.0), "R"),
-        ("block_adam", dict(learning_rate=0.1, eps_root=-1.0), "eps_root"),
+        ("mvsm_v1", dict(learning_rate=0.1, R=0.0, key=0), "R"),
+        ("sto_signsgd", dict(learning_rate=0.1, R=-1.0, key=0), "R"),
+        ("blockwise_adam", dict(learning_rate=0.1, eps_root=-1.0), "eps_root"),
         ("rotated_adasgd", dict(learning_rate=0.1, b2=3.0), "b2"),
     ],
 )
@@ -234,19 +235,21 @@ def test_unknown_and_missing_hyperparameters():
         ho.get("adam", learning_rate=0.1, foo=1)
     with pytest.raises(ValueError, match="learning_rate"):
         ho.get("adam")
-    with pytest.raises(ValueError, match="fixed by the name"):
-        ho.get("mvsm_v1", learning_rate=0.1, version=2)
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['version'\]"):
+        ho.get("mvsm_v1", learning_rate=0.1, version=2, key=0)
+    with pytest.raises(ValueError, match=r"mvsm_v1: missing required hyperparameter\(s\) \['key'\]"):
+        ho.get("mvsm_v1", learning_rate=0.1)
 
 
 def test_public_constructors_validate_too():
     with pytest.raises(ValueError, match="learning_rate"):
         ho.adasgd(-0.1)
     with pytest.raises(ValueError, match="b2"):
-        ho.block_adam(0.1, ho._registry._per_leaf(), b2=1.5)
+        ho.blockwise_adam(0.1, ho._registry._per_leaf(), b2=1.5)
     with pytest.raises(ValueError, match="R"):
         ho.stochastic_sign(jnp.ones(3), 0.0, jax.random.key(0))
     with pytest.raises(ValueError, match="version"):
-        ho.mvsm(0.1, version=3)
+        ho.mvsm(0.1, version=3, key=0)
     with pytest.raises(ValueError, match="eps"):
         ho.frozen_adam(0.1, eps=-1.0)
     with pytest.raises(ValueError, match="depth"):

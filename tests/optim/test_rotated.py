@@ -1,4 +1,4 @@
-"""Rotations (seed 003 App. D.2, RandPerm) and the invariances of seed 003 Theorem 2.2.
+"""Rotations ([Xie24, App. D.2], RandPerm) and the invariances of [Xie24, Theorem 2.2].
 
 `rotated(inner)` runs ``inner`` on L∘R; with x̃ = Rᵀx its parameters follow x_t = R x̃_t. So
 a rotation-invariant method (AdaSGD) gives the *same* x_t with or without rotation, a
@@ -112,7 +112,7 @@ def test_explicit_rotated_loss_matches_wrapper():
     np.testing.assert_allclose(got, np.stack(ref), atol=2e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: ho.adam(0.05), lambda: ho.sign_sgd(0.05)], ids=["adam", "signsgd"])
+@pytest.mark.parametrize("make", [lambda: ho.adam(0.05), lambda: ho.signsgd(0.05)], ids=["adam", "signsgd"])
 def test_adam_and_signsgd_are_permutation_but_not_rotation_invariant(make):
     base = _trajectory(make())
     perm = _trajectory(ho.rotated(make(), jax.random.key(1), rotation="permutation"))
