@@ -1,6 +1,6 @@
 """Blockwise Hessian spectra: SLQ of every diagonal block ``H_bb`` in one compiled program.
 
-Seed 001 (App. C.2, D.1, Sec. 2) compares the spectra of the diagonal Hessian blocks
+[Zhang24, App. C.2, D.1, §2] compares the spectra of the diagonal Hessian blocks
 ``∇²L(w_l)``; its code runs one Lanczos (and one extra backward) per block, block after
 block. Here all blocks and all probes run in one program:
 
@@ -37,6 +37,10 @@ Probes come from ``fold_in(key, b)`` for block ``b`` (its partition index) and a
 prefix-stable in their length, so a block gets the same probe whatever its group, its
 ``d_max``, ``group_by``, ``blocks`` or ``batch_size``: the results agree to float rounding.
 
+Results come back as one stacked pytree per estimator (`BlockwiseSpectrum`,
+`BlockwiseEigenEstimate`; `heterogeneity.curvature._results`): block axis first, in
+partition order, labels static, so `jax.jit` cannot reorder them.
+
 Memory: ``"full"`` stores ``num_steps · d_max`` basis entries per (block, probe) in flight
 (use ``reortho="none"`` or a small ``batch_size`` for large models).
 """
@@ -58,25 +62,15 @@ from heterogeneity.curvature._lanczos import (
 )
 from heterogeneity.curvature._operator import HessianOperator, StaticPartition, operator_jit
 from heterogeneity.curvature._restrict import Traced
+from heterogeneity.curvature._results import BlockwiseEigenEstimate, BlockwiseSpectrum, EigenEstimate
 from heterogeneity.curvature._sharding import check_mesh
 from heterogeneity.curvature._slq import Spectrum, check_like, check_probe, map_probes, probe_vector, resolve_batch_size
 from heterogeneity.tree import leaves_with_paths, ravel
 
 PyTree = Any
 
-__all__ = ["blockwise_slq", "blockwise_slq_matvec", "blockwise_top_eigenvalue", "block_packing", "group_matvec",
-           "BlockGroup", "EigenEstimate"]
-
-
-class EigenEstimate(NamedTuple):
-    """A Ritz value and the bound ``|β_{m+1} s_m|`` on its residual ``‖Hy − θy‖``
-    (an eigenvalue lies within this distance of ``value``). ``finite`` (bool) is False when
-    a non-finite HVP froze the Lanczos run: ``value``/``error_bound`` then belong to the
-    finite steps before the fault, or are NaN when there were none."""
-
-    value: jax.Array
-    error_bound: jax.Array
-    finite: jax.Array | bool = True
+__all__ = ["blockwise_slq", "blockwise_slq_matvec", "blockwise_top_eigenvalue", "blockwise_top_eigenvalue_matvec",
+           "block_packing", "group_matvec", "BlockGroup", "EigenEstimate"]
 
 
 class BlockGroup(NamedTuple):
@@ -257,9 +251,11 @@ def block_support(group: BlockGroup, i) -> jax.Array:
 
 
 def _blockwise_lanczos(matvec, like, key, *, partition, blocks, num_steps, num_probes, reortho, probe, dtype,
-                       batch_size, mesh, group_by, post: Callable[[LanczosResult], Any]) -> dict[str, Any]:
+                       batch_size, mesh, group_by, post: Callable[[LanczosResult], Any]) -> tuple[Any, tuple[str, ...]]:
+    """``post`` of every (block, probe) Lanczos run, stacked (B, num_probes, ...) in partition
+    order, and the B labels."""
     vdt = ravel(like)[0].dtype  # arguments were checked by the public function (`_check_blockwise`)
-    out: dict[str, Any] = {}
+    parts, order = [], []
     # small blocks need full re-orthogonalisation (exact quadrature): apart only when reortho is not full
     small = 0 if reortho == "full" else num_steps
     traced = Traced(matvec, like)  # traced once; each group re-emits only its part (`_restrict`)
@@ -281,9 +277,15 @@ def _blockwise_lanczos(matvec, like, key, *, partition, blocks, num_steps, num_p
             return post(res)
 
         result = map_probes(one, items, batch_size, mesh)
-        for i, label in enumerate(group.labels):
-            out[label] = jax.tree.map(lambda x: x.reshape((nb, num_probes) + x.shape[1:])[i], result)
-    return {label: out[label] for label in partition.labels(like) if label in out}
+        parts.append(jax.tree.map(lambda x: x.reshape((nb, num_probes) + x.shape[1:]), result))
+        order.extend(int(b) for b in group.blocks)
+    # groups come in packing order; one static gather puts the blocks back in partition order
+    perm = np.argsort(np.asarray(order), kind="stable")
+    identity = bool(np.array_equal(perm, np.arange(len(order))))
+    stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0) if identity
+                           else jnp.concatenate(xs, axis=0)[jnp.asarray(perm)], *parts)
+    labels = partition.labels(like)
+    return stacked, tuple(labels[b] for b in sorted(order))
 
 
 def blockwise_slq(
@@ -302,24 +304,45 @@ def blockwise_slq(
     blocks: Sequence[str] | None = None,
     mesh=None,
     group_by="module",
-) -> dict[str, Spectrum]:
-    """SLQ of every diagonal Hessian block ``H_bb`` (seed 001 App. C.2 Alg. 5, D.1).
+) -> BlockwiseSpectrum:
+    r"""SLQ of every diagonal Hessian block ``H_bb`` of ``loss_fn`` (loss-first form).
 
-    Returns ``{label: Spectrum}`` in partition order, each of shape (num_probes, num_steps)
-    with its own ``finite`` flag (False when an HVP of that block was non-finite, e.g. NaN in
-    the batch); for a block with ``d_b ≤ num_steps`` elements the quadrature is exact (its
-    nodes are eigenvalues of H_bb, its weights the probe's). ``blocks``: only these labels
-    (e.g. a chunk of a large model; same numbers as in a full run). ``batch`` may be
-    `MicroBatched`. ``batch_size``: (block, probe) pairs of a group run at once ("auto": one
-    at a time on CPU, all at once elsewhere; module doc); ``mesh`` (a `jax.sharding.Mesh`)
-    splits them over its devices first. ``group_by`` (``"module"``, ``"leaf"``, ``"layer"``,
-    ``"all"`` or a `Partition`): which blocks share a restricted HVP, trading compile time
-    for run time (module doc).
+    The thin wrapper ``blockwise_slq_matvec(HessianOperator(loss_fn, params, batch), params,
+    key, ...)``; see `blockwise_slq_matvec` for the math, the arguments and the result. One
+    linearization, one compiled program, compiled once per (``loss_fn``, blocks, options,
+    shapes): new params, a new batch of the same shapes or an equal partition built afresh
+    reuse it. The defaults (30 steps, 2 probes) are for small models; the papers use
+    ``num_steps=100, num_probes=10``.
 
-    The defaults (30 steps, 2 probes) are for small models; the papers use
-    ``num_steps=100, num_probes=10``. One linearization, one compiled program, compiled once
-    per (``loss_fn``, blocks, options, shapes): new params or a new batch of the same shapes,
-    or an equal partition built afresh, reuse the program.
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar`` (define it once: it is a jit cache key).
+      params: the point; its pytree is the one ``partition`` splits into blocks.
+      batch: the batch, or a `MicroBatched` (averaged over micro-batches).
+      key: PRNG key; block ``b`` draws its probes from ``fold_in(key, b)``.
+      partition: a `heterogeneity.partition.Partition` of ``params`` into blocks.
+      num_steps: Lanczos steps per probe.
+      num_probes: probes per block.
+      reortho: ``"full"`` or ``"none"``.
+      probe: ``"rademacher"`` or ``"normal"``.
+      dtype: recurrence scalar dtype.
+      batch_size: (block, probe) pairs run at once.
+      blocks: only these labels.
+      mesh: a `jax.sharding.Mesh`.
+      group_by: which blocks share a restricted HVP.
+
+    Returns:
+      `BlockwiseSpectrum`: ``nodes``/``weights`` (B, num_probes, num_steps), ``finite`` (B,),
+      ``labels`` in partition order; ``.block(label)`` is one block's `Spectrum`.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, partition as hp
+    >>> loss = lambda p, b: 0.5 * (2.0 * jnp.sum(p["w"] ** 2) + 5.0 * jnp.sum(p["v"] ** 2))
+    >>> params = {"w": jnp.zeros(3), "v": jnp.zeros(2)}
+    >>> s = hc.blockwise_slq(loss, params, None, jax.random.key(0), partition=hp.by_leaf(params), num_steps=3)
+    >>> s.labels, s.nodes.shape
+    (('v', 'w'), (2, 2, 3))
+    >>> round(float(jnp.sum(s.block("w").nodes * s.block("w").weights) / 2), 4)   # mean eigenvalue of H_ww
+    2.0
     """
     return blockwise_slq_matvec(HessianOperator(loss_fn, params, batch), params, key, partition=partition,
                                 num_steps=num_steps, num_probes=num_probes, reortho=reortho, probe=probe,
@@ -332,8 +355,8 @@ def _spectrum(res):
 
 
 def _blockwise_spectra(matvec, like, key, **opts):
-    out = _blockwise_lanczos(matvec, like, key, post=_spectrum, **opts)
-    return {label: s._replace(finite=jnp.all(s.finite)) for label, s in out.items()}
+    s, labels = _blockwise_lanczos(matvec, like, key, post=_spectrum, **opts)
+    return BlockwiseSpectrum(s.nodes, s.weights, jnp.all(s.finite, axis=1), labels)
 
 
 _STATIC = ("partition", "blocks", "num_steps", "num_probes", "reortho", "probe", "dtype", "batch_size", "mesh",
@@ -353,22 +376,60 @@ def _blocks_key(labels, blocks) -> tuple[str, ...] | None:
     return None if blocks is None else tuple(labels[b] for b in select_blocks(labels, blocks))
 
 
-def _in_order(out: dict, labels) -> dict:
-    return {label: out[label] for label in labels if label in out}  # a dict out of jit comes back key-sorted
-
-
 def blockwise_slq_matvec(matvec, like, key, *, partition, num_steps=30, num_probes=2, reortho="full",
                          probe="rademacher", dtype=None, batch_size="auto", blocks=None, mesh=None,
-                         group_by="module") -> dict[str, Spectrum]:
-    """`blockwise_slq` for any symmetric operator ``matvec`` on pytrees shaped like ``like``
-    (an `Operator` is compiled once per function, blocks, options and shapes)."""
+                         group_by="module") -> BlockwiseSpectrum:
+    r"""Stochastic Lanczos quadrature of every diagonal block ``H_bb`` of a symmetric operator
+    [Zhang24, App. C.2, Algorithm 5] [Ubaru17], all blocks in one compiled program.
+
+    For block ``b`` (the coordinates the partition gives label ``b``) and a unit probe ``v``
+    supported on it, ``m = num_steps`` Lanczos steps [Lanczos50] on ``H_{bb}`` give the Jacobi
+    matrix ``T_m = Q \Lambda Q^\top``; the Gauss quadrature [GolubMeurant10]
+
+    .. math:: v^\top f(H_{bb})\, v \approx \sum_{j=1}^{m} \tau_j\, f(\theta_j),\qquad
+              \theta_j = \Lambda_{jj},\ \tau_j = Q_{1j}^2,
+
+    is exact for polynomials of degree ``< 2m``; averaging over probes estimates the block's
+    spectral density ``\frac{1}{d_b}\sum_i \delta_{\lambda_i(H_{bb})}``. A block with
+    ``d_b \le m`` elements is exact (its nodes are eigenvalues of ``H_{bb}``).
+
+    Args:
+      matvec: the operator, ``v -> H v`` on pytrees shaped like ``like``: an `Operator`
+        (`HessianOperator`, `LinearOperator`; compiled once per function, blocks, options and
+        shapes) or a closure (traced where it is called).
+      like: a pytree with the structure and dtypes of the vectors (e.g. the params).
+      key: PRNG key; block ``b`` draws its probes from ``fold_in(key, b)``.
+      partition: a `heterogeneity.partition.Partition` of ``like`` into blocks.
+      num_steps: Lanczos steps per probe (the default is for small models; the papers use 100).
+      num_probes: probes per block (the papers use 10).
+      reortho: ``"full"`` or ``"none"`` (see `lanczos`).
+      probe: ``"rademacher"`` or ``"normal"``.
+      dtype: recurrence scalar dtype (None: the vectors').
+      batch_size: (block, probe) pairs of a group run at once (``"auto"``: one at a time on
+        CPU, all at once elsewhere; the module doc).
+      mesh: a `jax.sharding.Mesh` that splits the (block, probe) pairs over its devices.
+      blocks: only these labels (e.g. a chunk of a large model; same numbers as a full run).
+      group_by: ``"module"``, ``"leaf"``, ``"layer"``, ``"all"`` or a `Partition`: which blocks
+        share a restricted HVP (compile time against run time; the module doc).
+
+    Returns:
+      `BlockwiseSpectrum` with ``nodes``, ``weights`` (B, num_probes, num_steps), ``finite`` (B,)
+      (False when an HVP of that block was non-finite, e.g. NaN in the batch) and ``labels``
+      (partition order). ``.block(label)`` gives a `Spectrum`, ``.as_dict()`` a dict.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, partition as hp
+    >>> like = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
+    >>> op = hc.LinearOperator(lambda v, s: jax.tree.map(lambda x: s * x, v), 4.0)   # H = 4 I
+    >>> s = hc.blockwise_slq_matvec(op, like, jax.random.key(0), partition=hp.by_leaf(like), num_steps=3)
+    >>> s.labels, [round(float(jnp.sum(s.block(b).nodes * s.block(b).weights) / 2), 4) for b in s.labels]
+    (('a', 'b'), [4.0, 4.0])
+    """
     opts = _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size)
     check_mesh(mesh, matvec)
-    labels = partition.labels(like)
-    chosen = _blocks_key(labels, blocks)
-    out = _blockwise_spectra_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen,
-                                 mesh=mesh, group_by=_group_key(group_by, like), **opts)
-    return _in_order(out, labels)
+    chosen = _blocks_key(partition.labels(like), blocks)
+    return _blockwise_spectra_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen,
+                                  mesh=mesh, group_by=_group_key(group_by, like), **opts)
 
 
 def _check_blockwise(like, num_steps, num_probes, reortho, probe, dtype, batch_size) -> dict:
@@ -403,28 +464,65 @@ def blockwise_top_eigenvalue(
     blocks: Sequence[str] | None = None,
     mesh=None,
     group_by="module",
-) -> dict[str, EigenEstimate]:
-    """The largest eigenvalue of every diagonal block ``H_bb`` (Lanczos from a Gaussian start,
-    top Ritz value with its residual bound; seed 001 App. C.2). Same engine and caching as
-    `blockwise_slq`."""
-    op = HessianOperator(loss_fn, params, batch)
-    opts = _check_blockwise(params, num_steps, 1, reortho, "normal", dtype, batch_size)
-    check_mesh(mesh)
-    labels = partition.labels(params)
-    chosen = _blocks_key(labels, blocks)
-    out = _blockwise_top_run(op, params, key,
-                             partition=StaticPartition(partition, params), blocks=chosen,
-                             num_steps=opts["num_steps"], reortho=reortho, dtype=dtype, batch_size=opts["batch_size"],
-                             mesh=mesh, group_by=_group_key(group_by, params))
-    return _in_order(out, labels)
+) -> BlockwiseEigenEstimate:
+    r"""The largest eigenvalue of every diagonal Hessian block ``H_bb`` of ``loss_fn`` (loss-first form).
+
+    The thin wrapper ``blockwise_top_eigenvalue_matvec(HessianOperator(loss_fn, params, batch),
+    params, key, ...)``; see there for the math, arguments and result [Zhang24, App. C.2].
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, partition as hp
+    >>> loss = lambda p, b: 0.5 * (2.0 * jnp.sum(p["w"] ** 2) + 5.0 * jnp.sum(p["v"] ** 2))
+    >>> params = {"w": jnp.zeros(3), "v": jnp.zeros(2)}
+    >>> part = hp.by_leaf(params)
+    >>> top = hc.blockwise_top_eigenvalue(loss, params, None, jax.random.key(0), partition=part, num_steps=3)
+    >>> top.labels, [round(float(x), 4) for x in top.value]
+    (('v', 'w'), [5.0, 2.0])
+    """
+    return blockwise_top_eigenvalue_matvec(HessianOperator(loss_fn, params, batch), params, key, partition=partition,
+                                           num_steps=num_steps, reortho=reortho, dtype=dtype, batch_size=batch_size,
+                                           blocks=blocks, mesh=mesh, group_by=group_by)
+
+
+def blockwise_top_eigenvalue_matvec(matvec, like, key, *, partition, num_steps=30, reortho="full", dtype=None,
+                                    batch_size="auto", blocks=None, mesh=None,
+                                    group_by="module") -> BlockwiseEigenEstimate:
+    r"""The largest (algebraic) eigenvalue of every diagonal block ``H_bb`` of a symmetric operator
+    [Lanczos50] [Zhang24, App. C.2].
+
+    ``num_steps`` Lanczos steps on ``H_{bb}`` from a Gaussian start give Ritz values
+    ``\theta_1 \le \dots \le \theta_m`` (eigenvalues of ``T_m``); the estimate is ``\theta_m``
+    and ``|\beta_{m+1} s_{m}|`` (``s`` the last component of its Ritz vector in ``T_m``) bounds
+    ``\min_i |\lambda_i(H_{bb}) - \theta_m|``. Exact for ``d_b \le`` ``num_steps``.
+
+    The arguments are those of `blockwise_slq_matvec` (one Gaussian probe per block).
+
+    Returns:
+      `BlockwiseEigenEstimate`: ``value``, ``error_bound``, ``finite``, each (B,), and
+      ``labels`` in partition order; ``.block(label)`` is an `EigenEstimate`.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, partition as hp
+    >>> like = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
+    >>> op = hc.LinearOperator(lambda v: {"a": 3.0 * v["a"], "b": -1.0 * v["b"]})
+    >>> top = hc.blockwise_top_eigenvalue_matvec(op, like, jax.random.key(0), partition=hp.by_leaf(like), num_steps=3)
+    >>> round(float(top.block("a").value), 4), round(float(top.block("b").value), 4)
+    (3.0, -1.0)
+    """
+    opts = _check_blockwise(like, num_steps, 1, reortho, "normal", dtype, batch_size)
+    check_mesh(mesh, matvec)
+    chosen = _blocks_key(partition.labels(like), blocks)
+    return _blockwise_top_run(matvec, like, key, partition=StaticPartition(partition, like), blocks=chosen,
+                              num_steps=opts["num_steps"], reortho=reortho, dtype=dtype,
+                              batch_size=opts["batch_size"], mesh=mesh, group_by=_group_key(group_by, like))
 
 
 def _blockwise_top(matvec, like, key, *, partition, blocks, num_steps, reortho, dtype, batch_size, mesh, group_by):
-    res = _blockwise_lanczos(matvec, like, key, partition=partition, blocks=blocks, num_steps=num_steps,
-                             num_probes=1, reortho=reortho, probe="normal", dtype=dtype, batch_size=batch_size,
-                             mesh=mesh, group_by=group_by,
-                             post=lambda r: _top(r, absolute=False))
-    return {label: jax.tree.map(lambda x: x[0], est) for label, est in res.items()}
+    est, labels = _blockwise_lanczos(matvec, like, key, partition=partition, blocks=blocks, num_steps=num_steps,
+                                     num_probes=1, reortho=reortho, probe="normal", dtype=dtype,
+                                     batch_size=batch_size, mesh=mesh, group_by=group_by,
+                                     post=lambda r: _top(r, absolute=False))
+    return BlockwiseEigenEstimate(est.value[:, 0], est.error_bound[:, 0], est.finite[:, 0], labels)
 
 
 _blockwise_top_run = operator_jit(_blockwise_top, ("partition", "blocks", "num_steps", "reortho", "dtype",

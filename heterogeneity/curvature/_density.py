@@ -1,11 +1,11 @@
-"""Gaussian-blurred spectral density from SLQ quadratures (seed 001 App. C.2).
+"""Gaussian-blurred spectral density from SLQ quadratures ([Zhang24, App. C.2]).
 
 ``φ(t) ≈ (1/n_v) Σ_probes Σ_j c_j f(x_j; t, σ²)`` with ``f`` the Gaussian kernel
-(seed 001 Algorithm 5, lines 6–8). The density integrates to 1.
+([Zhang24, Algorithm 5], lines 6–8). The density integrates to 1.
 
 Defaults: the grid spans ``[min node − 3σ, max node + 3σ]`` (nodes with positive weight)
 with ``num_points=1000`` points, and σ is *relative*: ``σ = 0.01 · (λ_max − λ_min)`` (scale
-aware, so spectra of different blocks blur alike). Seed 001's code uses a fixed absolute
+aware, so spectra of different blocks blur alike). [Zhang24]'s code uses a fixed absolute
 ``σ² = 1e-5``: pass ``sigma=1e-5 ** 0.5`` for that "paper-compatible" blur.
 """
 from __future__ import annotations
@@ -45,7 +45,18 @@ def density(
     num_points: int = 1000,
     relative_sigma: float = 0.01,
 ) -> Density:
-    """The Gaussian-blurred density of ``spectrum`` on ``grid`` (seed 001 Alg. 5, line 8).
+    r"""The Gaussian-blurred density of ``spectrum`` on ``grid`` [Ghorbani19] [Zhang24, Alg. 5, line 8]:
+
+    .. math:: \phi(t) = \frac{1}{n}\sum_{l=1}^{n}\sum_{j} \tau_j^{(l)}\,
+              \frac{1}{\sqrt{2\pi}\sigma} e^{-(t-\theta_j^{(l)})^2 / (2\sigma^2)}.
+
+    Returns a `Density` (``grid``, ``values``, ``sigma``).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc
+    >>> d = hc.density(hc.Spectrum(jnp.array([[0.0, 1.0]]), jnp.array([[0.5, 0.5]])), sigma=0.1)
+    >>> round(float(jnp.sum(d.values) * (d.grid[1] - d.grid[0])), 2)   # ≈ 1 (the grid covers ±3σ)
+    1.0
 
     ``sigma=None`` uses ``relative_sigma · (λ_max − λ_min)`` (or ``relative_sigma · |λ|``,
     or ``relative_sigma`` for an all-zero spectrum, when the range is 0).

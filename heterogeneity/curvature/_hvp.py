@@ -1,10 +1,10 @@
 """Hessian-vector products, micro-batched in constant memory, with reusable linearization.
 
 The Hessian of ``loss_fn(params, batch)`` is applied forward-over-reverse,
-``Hv = d/dε ∇L(θ + εv)`` (Pearlmutter's trick, seed 001 App. D.1: "two backpropagation
+``Hv = d/dε ∇L(θ + εv)`` (Pearlmutter's trick, [Zhang24, App. D.1]: "two backpropagation
 passes"). A `MicroBatched` batch is the *average* of its micro-batch losses,
 ``L = Σ_m w_m L_m`` with ``w_m = n_m / Σ n`` (uniform when no counts are given), so the
-eigenvalues do not grow with the number of micro-batches (seed 001's public code sums them,
+eigenvalues do not grow with the number of micro-batches ([Zhang24]'s public code sums them,
 scaling every eigenvalue by M). Micro-batches are visited by one `lax.scan`, so peak memory
 is that of a single micro-batch whatever M is.
 
@@ -134,7 +134,15 @@ def _check_tangent(params: PyTree, tangent: PyTree) -> None:
 
 
 def hvp(loss_fn: Callable, params: PyTree, batch: PyTree, tangent: PyTree, *, mesh=None) -> PyTree:
-    """``∇²L(params) · tangent`` by forward-over-reverse (seed 001 App. D.1).
+    r"""``∇²L(params) · tangent`` by forward-over-reverse [Pearlmutter94] [Zhang24, App. D.1]:
+
+    .. math:: H v = \frac{d}{d\varepsilon}\, \nabla L(\theta + \varepsilon v)\Big|_{\varepsilon=0}.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc
+    >>> loss = lambda p, b: jnp.sum(b * p ** 2) / 2 + p[0] * p[1]   # H = [[1, 1], [1, 2]]
+    >>> [float(x) for x in hc.hvp(loss, jnp.zeros(2), jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0]))]
+    [1.0, 1.0]
 
     ``batch`` may be a `MicroBatched`: the HVP is then the weighted average of the
     micro-batch HVPs, accumulated by one `lax.scan` (peak memory of one micro-batch).

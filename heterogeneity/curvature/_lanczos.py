@@ -1,4 +1,4 @@
-"""The Lanczos tridiagonalisation (seed 001 App. C.2, Algorithm 4), breakdown-safe.
+"""The Lanczos tridiagonalisation ([Zhang24, App. C.2, Algorithm 4]), breakdown-safe.
 
 ``lanczos(matvec, v0, num_steps)`` runs the three-term recurrence
 ``β_{j+1} v_{j+1} = H v_j − α_j v_j − β_j v_{j−1}`` and returns the tridiagonal
@@ -238,14 +238,37 @@ def lanczos(
     tol: float | None = None,
     return_basis: bool = False,
 ) -> LanczosResult:
-    """``num_steps`` Lanczos steps on the symmetric operator ``matvec`` from ``v0``
-    (normalised here; any pytree). Seed 001 App. C.2, Algorithm 4.
+    r"""``num_steps`` Lanczos steps [Lanczos50] on the symmetric operator ``matvec`` from ``v0``
+    [Zhang24, App. C.2, Algorithm 4].
 
-    Returns `LanczosResult`; ``basis`` (a pytree like ``v0`` with a leading ``num_steps``
-    axis, rows past ``size`` are 0) only with ``return_basis=True``. ``reortho``: "full"
-    (CGS2 against the stored basis) or "none" (basis-free, Algorithm 4 as printed).
-    ``dtype``: the dtype of the recurrence scalars. ``tol``: relative breakdown threshold on
-    β (default √eps of the vector dtype, relative to a running estimate of ‖H‖).
+    With ``q_1 = v_0/\|v_0\|``, ``q_0 = 0``, ``\beta_1 = 0``, each step forms
+
+    .. math:: w = H q_j - \beta_j q_{j-1},\quad \alpha_j = q_j^\top w,\quad
+              w \leftarrow w - \alpha_j q_j,\quad \beta_{j+1} = \|w\|,\quad q_{j+1} = w/\beta_{j+1},
+
+    so ``Q_m^\top H Q_m = T_m = \mathrm{tridiag}(\beta, \alpha, \beta)``. A breakdown (``\beta``
+    below ``tol``) restarts from a vector orthogonal to the basis; a non-finite HVP freezes the run.
+
+    Args:
+      matvec: ``v -> H v`` on pytrees shaped like ``v0``.
+      v0: the start vector (any pytree; normalised here).
+      num_steps: ``m``.
+      reortho: ``"full"`` (CGS2 against the stored basis, [DGKS76]) or ``"none"`` (basis-free,
+        Algorithm 4 as printed).
+      dtype: the dtype of the recurrence scalars. tol: relative breakdown threshold on
+        ``\beta`` (default √eps of the vector dtype, relative to a running estimate of ‖H‖).
+      return_basis: also return ``Q_m`` (a pytree like ``v0`` with a leading ``m`` axis; rows
+        past ``size`` are 0).
+
+    Returns:
+      `LanczosResult`: ``diag`` ``\alpha`` (m,), ``offdiag`` ``\beta_{2..m}`` (m−1,), ``residual``
+      ``\beta_{m+1}``, ``size`` (valid steps), ``basis``, ``finite``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc
+    >>> res = hc.lanczos(lambda v: jnp.array([1.0, 2.0, 3.0]) * v, jnp.ones(3), 3)
+    >>> [round(float(x), 4) for x in hc.ritz(res)[0]]   # the Ritz values of a full run: the eigenvalues
+    [1.0, 2.0, 3.0]
     """
     flat, unravel = ravel(v0)
 
@@ -289,7 +312,18 @@ def ritz(res: LanczosResult) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def gauss_quadrature(res: LanczosResult) -> tuple[jax.Array, jax.Array]:
-    """Nodes and weights of the Gauss quadrature of ``T`` (seed 001 Theorem 3).
+    r"""Nodes and weights of the Gauss quadrature of ``T`` [GolubMeurant10] [Zhang24, Theorem 3].
+
+    With ``T_m = U \Theta U^\top``: nodes ``\theta_j``, weights ``\tau_j = U_{1j}^2``, and
+    ``\sum_j \tau_j f(\theta_j) = e_1^\top f(T_m) e_1 \approx q_1^\top f(H) q_1`` (exact for
+    polynomials of degree < 2m).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc
+    >>> res = hc.lanczos(lambda v: jnp.array([1.0, 3.0]) * v, jnp.ones(2), 2)
+    >>> nodes, weights = hc.gauss_quadrature(res)   # v0 = (1, 1)/√2: weight ½ on each eigenvalue
+    >>> [round(float(x), 4) for x in nodes], [round(float(x), 4) for x in weights]
+    ([1.0, 3.0], [0.5, 0.5])
 
     Nodes are the eigenvalues of the valid block of ``T`` (ascending), weights the squared
     first components of its eigenvectors (summing to 1). Entries past ``size`` get weight 0

@@ -4,12 +4,12 @@ A matvec closure (``linearized_hvp(loss_fn, params, batch)``) bakes its params a
 into the function, so every new closure is a new program for `jax.jit`. An operator object
 keeps them as pytree leaves and only the function as static data (as matfree's
 ``matvec(v, *params)`` does), so `top_eigenvalue`, `slq`, `hutchinson_trace`, `l11_norm`
-and `block_l11_norms` compile once per (function, options, shapes) and are served from the
+and `blockwise_l11_norm_matvec` compile once per (function, options, shapes) and are served from the
 cache for new params or a new batch of the same shapes:
 
-    >>> op = hc.HessianOperator(loss_fn, params, batch)
-    >>> hc.top_eigenvalue(op, params, key).value   # compiles
-    >>> hc.top_eigenvalue(hc.HessianOperator(loss_fn, new_params, new_batch), params, key)  # cached
+    op = hc.HessianOperator(loss_fn, params, batch)
+    hc.top_eigenvalue(op, params, key).value   # compiles
+    hc.top_eigenvalue(hc.HessianOperator(loss_fn, new_params, new_batch), params, key)  # cached
 
 The function is compared by identity: define ``loss_fn`` once, not as a fresh lambda per call.
 """
@@ -40,7 +40,7 @@ class Operator:
 
 @jax.tree_util.register_pytree_node_class
 class HessianOperator(Operator):
-    """``v -> ∇²L(params) v`` for ``L = loss_fn(params, batch)`` (forward-over-reverse, seed 001
+    """``v -> ∇²L(params) v`` for ``L = loss_fn(params, batch)`` (forward-over-reverse, [Zhang24]
     App. D.1). ``params`` and ``batch`` (or a `MicroBatched`) are leaves, ``loss_fn`` and
     ``mesh`` are static. ``bind()`` linearizes the gradient once (`linearized_hvp`).
     ``mesh`` (a `jax.sharding.Mesh`; `MicroBatched` batches only) splits the micro-batches

@@ -3,7 +3,7 @@
 Two kinds of work are independent and split cleanly (data and probe parallelism):
 
 - the (block, probe) items of `slq`, `blockwise_slq`, `hutchinson_trace`, `l11_norm` and
-  `block_l11_norms` (``mesh=``): the items are padded to a multiple of ``mesh.size`` (by
+  `blockwise_l11_norm_matvec` (``mesh=``): the items are padded to a multiple of ``mesh.size`` (by
   repeating item 0, dropped afterwards), split over every device of the mesh (all its axes,
   flattened) by `jax.shard_map`, and each device runs its share as without a mesh (vmapped,
   or in chunks of ``batch_size``); params and batch are replicated;

@@ -1,13 +1,13 @@
-"""Stochastic Lanczos quadrature (seed 001 App. C.2, Algorithm 5).
+"""Stochastic Lanczos quadrature ([Zhang24, App. C.2, Algorithm 5]).
 
 For a unit probe ``v``, ``m`` Lanczos steps give the Jacobi matrix ``T`` of the spectral
-measure ``μ_v = Σ_i (vᵀq_i)² δ_{λ_i}`` (seed 001 Theorem 4); its eigenvalues are the Gauss
+measure ``μ_v = Σ_i (vᵀq_i)² δ_{λ_i}`` ([Zhang24, Theorem 4]); its eigenvalues are the Gauss
 nodes and the squared first eigenvector components the weights (Theorem 3), exact for
 polynomials of degree < 2m: ``Σ_j c_j x_j^k = vᵀHᵏv``. Averaging the quadratures of
 ``num_probes`` probes estimates the spectral density ``(1/d) Σ δ_{λ_i}`` (Hutchinson).
 
 Probes are normalised Rademacher vectors (Algorithm 5) or normalised Gaussians (what
-seed 001's code samples, App. C.2 Step 1 / D.1); both are unbiased. Probes are drawn on the
+[Zhang24]'s code samples, App. C.2 Step 1 / D.1); both are unbiased. Probes are drawn on the
 flattened vector, so a pytree and its `ravel` give identical numbers. Probes are vmapped
 (or run in chunks of ``batch_size`` with `lax.map` to bound memory).
 """
@@ -134,7 +134,25 @@ def slq(
     batch_size: int | None = None,
     mesh=None,
 ) -> Spectrum:
-    """Stochastic Lanczos quadrature of the symmetric operator ``matvec`` (seed 001 Alg. 5).
+    r"""Stochastic Lanczos quadrature of the symmetric operator ``matvec`` [Ubaru17] [Zhang24, Alg. 5].
+
+    For ``n`` unit probes ``v`` and ``m`` Lanczos steps each, the Gauss quadrature
+    [GolubMeurant10] of the spectral measure ``\mu_v = \sum_i (v^\top u_i)^2 \delta_{\lambda_i}``
+    estimates the spectral density:
+
+    .. math:: \frac{1}{d}\sum_{i=1}^{d} \delta_{\lambda_i(H)} \approx \frac{1}{n}\sum_{l=1}^{n}
+              \sum_{j=1}^{m} \tau_j^{(l)}\, \delta_{\theta_j^{(l)}}.
+
+    Returns a `Spectrum` with ``nodes``/``weights`` (num_probes, num_steps) and ``finite``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc
+    >>> op = hc.LinearOperator(lambda v, d: d * v, jnp.array([1.0, 2.0, 3.0, 4.0]))
+    >>> s = hc.slq(op, jnp.zeros(4), jax.random.key(0), num_steps=4, num_probes=3)
+    >>> round(float(jnp.sum(s.nodes * s.weights) / 3), 4)   # Rademacher: the mean eigenvalue, exactly
+    2.5
+
+    Details:
 
     ``like``: a pytree with the structure/dtypes of the vectors ``matvec`` takes (e.g. the
     params). ``reortho``: "full" (exact Ritz values) or "none" (basis-free, at the HVP

@@ -1,4 +1,4 @@
-"""Attention statistics of seed 000 App. F.5 (Fig. S.12).
+"""Attention statistics of [Tomihari25, App. F.5] (Fig. S.12).
 
 * Entropy ratio of attention matrices, per layer: the mean over samples i, heads h and
   query rows s of ``H(A_s) / log S = −Σ_j A_sj log A_sj / log S`` (S = key length).
@@ -54,7 +54,7 @@ class QKVRatios(NamedTuple):
 
 @jax.jit
 def attention_entropy_ratio(probs: jax.Array, *, mask: jax.Array | None = None) -> AttentionEntropy:
-    """Entropy of attention rows relative to the maximum entropy (seed 000 App. F.5).
+    """Entropy of attention rows relative to the maximum entropy ([Tomihari25, App. F.5]).
 
     ``probs``: attention probabilities of shape (..., heads, q, k), rows summing to 1 over
     k. Without ``mask`` the maximum is log k (the paper's log S). With a boolean ``mask``
@@ -120,7 +120,7 @@ def qkv_grad_ratios(
     partition: hp.Partition | None = None,
     roles: Sequence[str] = ("query", "key", "value"),
 ) -> QKVRatios:
-    """Per-layer Q/K/V gradient-norm ratios ``G_p / Σ_{p'} G_p'`` (seed 000 App. F.5, Fig. S.12 (b), (d)).
+    """Per-layer Q/K/V gradient-norm ratios ``G_p / Σ_{p'} G_p'`` ([Tomihari25, App. F.5, Fig. S.12] (b), (d)).
 
     ``partition`` must label blocks ``"{layer}/{role}"`` (default
     ``partition.by_role(per_layer=True)``: ``layers/3/query`` holds the query kernel;

@@ -1,4 +1,4 @@
-"""Gradient–Hessian and gradient–noise correlations (seed 000 Figs. 1–2, Assumption 4.8).
+"""Gradient–Hessian and gradient–noise correlations ([Tomihari25, Figs. 1–2, Assumption 4.8]).
 
 * Fig. 1 / App. C.2: per parameter block, the top Hessian eigenvalue against the gradient
   norm, both averaged over batches; reported here as Spearman's ρ (scale-free) and
@@ -107,14 +107,14 @@ def log_correlation(x: jax.Array, y: jax.Array) -> Correlation:
 
 
 def gradient_hessian_correlation(grad_norms: jax.Array, hessian_norms: jax.Array) -> Correlation:
-    """Per-block gradient norm vs top Hessian eigenvalue (seed 000 Fig. 1, App. C.2).
+    """Per-block gradient norm vs top Hessian eigenvalue ([Tomihari25, Fig. 1, App. C.2]).
 
     ``grad_norms``, ``hessian_norms``: (B,) or (num_batches, B); a leading batch axis is
     averaged ("mean value computed over a parameter block" for every batch of the data).
     Eigenvalues enter as absolute values (power iteration returns the signed dominant one).
     Per batch ``m`` of the data, the inputs are e.g.
-    ``block_grad_norms(jax.grad(loss_fn)(params, batch_m), partition=p).norms`` and
-    ``metrics.block_hessian_norms(loss_fn, params, batch_m, key, partition=p)``.
+    ``blockwise_grad_norms(jax.grad(loss_fn)(params, batch_m), partition=p).norms`` and
+    ``metrics.blockwise_hessian_norms(loss_fn, params, batch_m, key, partition=p).value``.
     """
     g, h = jnp.asarray(grad_norms), jnp.abs(jnp.asarray(hessian_norms))
     if g.shape != h.shape or g.ndim not in (1, 2):
@@ -158,7 +158,7 @@ def coordinate_noise(
     *,
     num_coords: int = 1000,
 ) -> CoordinateNoise:
-    """Coordinate-wise full-batch gradient vs mini-batch gradient error (seed 000 Fig. 2, App. C.2).
+    """Coordinate-wise full-batch gradient vs mini-batch gradient error ([Tomihari25, Fig. 2, App. C.2]).
 
     ``batch``: a `curvature.MicroBatched` whose M micro-batches are the mini-batches that
     together form the training set (`curvature.microbatch(data, M)`). ``num_coords``

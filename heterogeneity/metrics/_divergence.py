@@ -1,6 +1,6 @@
-"""Divergences between blockwise Hessian spectra and JS⁰ (seed 001 §2.3, §2.6, Fig. 4, Table 1).
+"""Divergences between blockwise Hessian spectra and JS⁰ ([Zhang24, §2.3, §2.6, Fig. 4, Table 1]).
 
-Seed 001 compares the SLQ spectral densities of every pair of parameter blocks by a
+[Zhang24] compares the SLQ spectral densities of every pair of parameter blocks by a
 "Jensen–Shannon distance" and averages over pairs into JS⁰ (Table 1: 0.10 for ResNet18 up
 to 286.41 for ViT-base). A Jensen–Shannon divergence is at most ln 2 ≈ 0.693 (its square
 root, the JS *distance*, at most 0.833), so the published values cannot be either; with
@@ -29,6 +29,8 @@ from typing import Any, Literal, Mapping, NamedTuple, Sequence  # noqa: F401
 import jax
 import jax.numpy as jnp
 
+from heterogeneity.curvature import Blockwise, BlockwiseSpectrum
+
 __all__ = [
     "PairwiseDivergence",
     "kl_divergence",
@@ -39,18 +41,19 @@ __all__ = [
     "pairwise_divergence",
     "mean_offdiagonal",
     "spectrum_divergence",
+    "js0",
     "PAPER_SIGMA2",
 ]
 
 PAPER_SIGMA2 = 1e-5
-"""Absolute Gaussian blur variance of the seed 001 code (``sigma = 1e-5 ** 0.5``)."""
+"""Absolute Gaussian blur variance of the [Zhang24] code (``sigma = 1e-5 ** 0.5``)."""
 
 Divergence = Literal["js_distance", "js", "symmetric_kl"]
 
 
 class PairwiseDivergence(NamedTuple):
     matrix: jax.Array  # (B, B) divergence between block densities (symmetric, zero diagonal)
-    mean: jax.Array  # () mean over pairs i < j: JS⁰ of seed 001 §2.6 (in the chosen mode)
+    mean: jax.Array  # () mean over pairs i < j: JS⁰ of [Zhang24, §2.6] (in the chosen mode)
     labels: tuple[str, ...]  # block labels, row order
     grid: jax.Array  # (G,) shared evaluation grid
     densities: jax.Array  # (B, G) blurred densities (unit integral on the grid)
@@ -87,7 +90,14 @@ def kl_divergence(p: jax.Array, q: jax.Array, *, axis: int = -1) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("axis",))
 def js_divergence(p: jax.Array, q: jax.Array, *, axis: int = -1) -> jax.Array:
-    """Jensen–Shannon divergence ½KL(p‖m) + ½KL(q‖m), m = (p+q)/2, natural log: in [0, ln 2].
+    r"""Jensen–Shannon divergence [Lin91], natural log, in ``[0, \ln 2]``:
+
+    .. math:: \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p\|m) + \tfrac12 \mathrm{KL}(q\|m),\qquad m = \tfrac12 (p + q).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> round(float(hm.js_divergence(jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]))), 4)   # disjoint: ln 2
+    0.6931
 
     ``p``, ``q``: nonnegative densities (or masses) on a shared uniform grid along ``axis``;
     each is normalised to sum 1 first, so the grid spacing cancels.
@@ -153,7 +163,7 @@ def pairwise_divergence(
 
 
 def mean_offdiagonal(matrix: jax.Array) -> jax.Array:
-    """Mean of the entries above the diagonal: JS⁰ of seed 001 §2.6 from a pairwise matrix."""
+    """Mean of the entries above the diagonal: JS⁰ of [Zhang24, §2.6] from a pairwise matrix."""
     matrix = jnp.asarray(matrix)
     b = matrix.shape[0]
     if matrix.ndim != 2 or matrix.shape[1] != b or b < 2:
@@ -183,8 +193,16 @@ def _nodes_weights(spectrum) -> tuple[jax.Array, jax.Array]:
 
 
 def spectral_scale(spectrum, *, scale: Literal["max", "rms"] = "max") -> jax.Array:
-    """A block's eigenvalue scale: ``"max"`` = max |Ritz value| (→ ‖H_b‖₂ as Lanczos converges);
-    ``"rms"`` = √(Σ w λ² / Σ w) (the RMS eigenvalue ‖H_b‖_F / √d_b, robust to one outlier)."""
+    r"""A block's eigenvalue scale: ``"max"`` = ``\max_j |\theta_j|`` over nodes with positive weight
+    (→ ‖H_b‖₂ as Lanczos converges); ``"rms"`` = ``(\sum_j w_j \theta_j^2 / \sum_j w_j)^{1/2}`` (the RMS
+    eigenvalue ‖H_b‖_F / √d_b, robust to one outlier) [Zhang24, §2.6].
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, metrics as hm
+    >>> s = hc.Spectrum(jnp.array([[-3.0, 1.0, 9.0]]), jnp.array([[0.5, 0.5, 0.0]]))   # 9.0 is padding
+    >>> float(hm.spectral_scale(s)), round(float(hm.spectral_scale(s, scale="rms")), 4)
+    (3.0, 2.2361)
+    """
     nodes, weights = _nodes_weights(spectrum)
     if scale == "max":
         return jnp.max(jnp.where(weights > 0, jnp.abs(nodes), 0.0))
@@ -194,14 +212,20 @@ def spectral_scale(spectrum, *, scale: Literal["max", "rms"] = "max") -> jax.Arr
 
 
 def _labels_and_spectra(spectra) -> tuple[tuple[str, ...], list]:
-    if isinstance(spectra, Mapping):
+    if isinstance(spectra, BlockwiseSpectrum):
+        labels = tuple(spectra.labels)
+        items = [(spectra.nodes[i], spectra.weights[i]) for i in range(len(labels))]
+    elif isinstance(spectra, Blockwise):
+        raise ValueError(f"spectra must be a BlockwiseSpectrum (curvature.blockwise_slq), got {type(spectra).__name__}")
+    elif isinstance(spectra, Mapping):
         labels = tuple(str(k) for k in spectra)
         items = list(spectra.values())
     elif isinstance(spectra, (list, tuple)) and not hasattr(spectra, "nodes"):
         items = list(spectra)
         labels = tuple(str(i) for i in range(len(items)))
     else:
-        raise ValueError(f"spectra must be a dict label -> Spectrum (or a list of them), got {type(spectra).__name__}")
+        raise ValueError("spectra must be a curvature.BlockwiseSpectrum, a dict label -> Spectrum or a list of "
+                         f"Spectrum, got {type(spectra).__name__}")
     if len(items) < 2:
         raise ValueError(f"need at least two block spectra to compare, got {len(items)}")
     return labels, items
@@ -238,7 +262,7 @@ def _spectrum_divergence_core(nodes, weights, normalize, use_rms, sigma_fixed, s
     dx = grid[1] - grid[0]
     inv = 1.0 / (jnp.sqrt(2 * jnp.pi) * sig)
 
-    # φ_b(t) = Σ_j w_bj N(t; λ_bj, σ²) (seed 001 Alg. 5; = `curvature.density`), all blocks at once
+    # φ_b(t) = Σ_j w_bj N(t; λ_bj, σ²) ([Zhang24, Alg. 5]; = `curvature.density`), all blocks at once
     def at(t):  # (B,) densities at one grid point
         return jnp.sum(weights * jnp.exp(-0.5 * ((t - nodes) / sig) ** 2), axis=1) * inv
 
@@ -258,19 +282,19 @@ def spectrum_divergence(
     scale: Literal["max", "rms"] = "max",
     floor: float = 1e-12,
 ) -> PairwiseDivergence:
-    """Pairwise divergence matrix between blockwise spectra and its pair mean JS⁰ (seed 001 §2.6).
+    """Pairwise divergence matrix between blockwise spectra and its pair mean JS⁰ ([Zhang24, §2.6]).
 
-    ``spectra``: dict ``label -> Spectrum`` (anything with ``.nodes``/``.weights`` of shape
-    (num_probes, num_steps), e.g. `heterogeneity.curvature.blockwise_slq` output), or a
-    list of them. Nodes with zero weight (padding) are ignored for the grid range and
-    the scale. The blurred densities are those of `curvature.density` (seed 001 Alg. 5),
+    ``spectra``: a `curvature.BlockwiseSpectrum` (`heterogeneity.curvature.blockwise_slq`
+    output), a dict ``label -> Spectrum`` (anything with ``.nodes``/``.weights`` of shape
+    (num_probes, num_steps)), or a list of them. Nodes with zero weight (padding) are ignored for the grid range and
+    the scale. The blurred densities are those of `curvature.density` ([Zhang24, Alg. 5]),
     evaluated for all blocks on one shared grid inside one jitted program.
 
     Modes (defaults of ``sigma`` / ``num_grid`` in brackets; pass them to override):
 
     * ``"bounded"``: JS distance √JS ∈ [0, √ln 2]. Grid over the pooled node range
       [lo − 5σ, hi + 5σ]; σ = 1% of the pooled range hi − lo [2048 points].
-    * ``"paper"``: seed 001 code conventions: absolute σ = √1e-5, grid [lo − 1, hi + 1]
+    * ``"paper"``: [Zhang24] code conventions: absolute σ = √1e-5, grid [lo − 1, hi + 1]
       [50 000 points, as in the paper code], densities renormalised to unit integral on
       the grid, symmetric KL (Jeffreys) KL(p‖q) + KL(q‖p) with density ``floor``.
       Unbounded; depends on σ, the grid and ``floor``. Reproduces the magnitude (not the
@@ -301,3 +325,56 @@ def spectrum_divergence(
         jnp.asarray(sigma_fixed, dt), jnp.asarray(0.01, dt), jnp.asarray(pad_fixed, dt), jnp.asarray(floor, dt),
         kind="symmetric_kl" if mode == "paper" else "js_distance", num_grid=g)
     return PairwiseDivergence(mat, mean, labels, grid, dens, scales, sig)
+
+
+def js0(
+    spectra: Mapping[str, Any] | Sequence[Any],
+    *,
+    mode: Literal["bounded", "paper", "scale_normalized"] = "bounded",
+    sigma: float | None = None,
+    num_grid: int | None = None,
+    scale: Literal["max", "rms"] = "max",
+    floor: float = 1e-12,
+) -> jax.Array:
+    r"""JS⁰: the mean pairwise divergence between blockwise Hessian spectra [Zhang24, §2.6, Table 1].
+
+    .. math:: \mathrm{JS}^0 = \frac{2}{B(B-1)} \sum_{b < b'} D(\phi_b, \phi_{b'}),\qquad
+              \phi_b(t) \propto \sum_j w_{bj}\, \mathcal{N}\!\big(t;\ \lambda_{bj}/s_b,\ \sigma^2\big),
+
+    where ``(\lambda_{bj}, w_{bj})`` are block b's SLQ nodes and weights (probe-averaged, zero
+    weights ignored) and every ``\phi_b`` is evaluated on one shared uniform grid and
+    normalised to unit integral there. The modes (as `spectrum_divergence`, which returns
+    the whole matrix; ``js0(...) == spectrum_divergence(...).mean``):
+
+    * ``"bounded"``: ``D = \sqrt{\mathrm{JS}(p, q)}``, ``\mathrm{JS} = \tfrac12 \mathrm{KL}(p\|m) +
+      \tfrac12 \mathrm{KL}(q\|m)``, ``m = (p+q)/2`` (natural log, [Lin91]); ``s_b = 1``,
+      ``\sigma = 0.01\,(\mathrm{hi} - \mathrm{lo})`` of the pooled nodes. In ``[0, \sqrt{\ln 2}]``.
+    * ``"paper"``: ``D = \mathrm{KL}(p\|q) + \mathrm{KL}(q\|p)`` with ``floor`` added to the
+      densities; ``s_b = 1``, absolute ``\sigma = \sqrt{10^{-5}}`` (the [Zhang24] code), grid
+      ``[\mathrm{lo} - 1, \mathrm{hi} + 1]`` of 50 000 points. Unbounded: the magnitude of
+      Table 1 (the published values exceed ``\ln 2``, so they are not a JS divergence).
+    * ``"scale_normalized"``: ``D = \sqrt{\mathrm{JS}}`` of the shapes: ``s_b = \max_j |\lambda_{bj}|``
+      (``scale="max"``) or ``(\sum_j w_{bj}\lambda_{bj}^2 / \sum_j w_{bj})^{1/2}`` (``"rms"``),
+      ``\sigma = 0.02``.
+
+    Args:
+      spectra: a `curvature.BlockwiseSpectrum` (`curvature.blockwise_slq`), a dict label ->
+        `Spectrum`, or a list of them (at least two blocks).
+      mode: ``"bounded"``, ``"paper"`` or ``"scale_normalized"`` (above).
+      sigma: blur override (as in `spectrum_divergence`).
+      num_grid: grid size override.
+      scale: ``"max"`` or ``"rms"`` (scale-normalized mode).
+      floor: density floor of the paper mode.
+
+    Returns:
+      () array, JS⁰ in the chosen mode.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import curvature as hc, metrics as hm
+    >>> one = lambda x: hc.Spectrum(jnp.array([[x]]), jnp.array([[1.0]]))   # a point mass at x
+    >>> round(float(hm.js0({"a": one(1.0), "b": one(5.0)})), 4)              # disjoint: √ln 2
+    0.8326
+    >>> round(float(hm.js0({"a": one(1.0), "b": one(5.0)}, mode="scale_normalized")), 4)   # same shape
+    0.0
+    """
+    return spectrum_divergence(spectra, mode=mode, sigma=sigma, num_grid=num_grid, scale=scale, floor=floor).mean

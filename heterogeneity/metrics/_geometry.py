@@ -1,6 +1,6 @@
-"""ℓ∞ geometry of the loss landscape and Φ-smoothness (seed 003 §3, Definition 3.9, Table 1).
+"""ℓ∞ geometry of the loss landscape and Φ-smoothness ([Xie24, §3, Definition 3.9, Table 1]).
 
-Seed 003 explains Adam's advantage over AdaSGD (rotation-invariant, one adaptive scalar)
+[Xie24] explains Adam's advantage over AdaSGD (rotation-invariant, one adaptive scalar)
 by comparing the smoothness constants of their partitions Φ:
 
 * Φ_AdaSGD (one block):   H(L, Φ_AdaSGD) = d · sup_x ‖∇²L(x)‖₂            (exact, §3.3)
@@ -23,11 +23,11 @@ For models too large for a dense Hessian, `phi_smoothness_bounds` brackets the l
 value from blockwise estimates (all with a per-x caveat: Definition 3.9 takes sup_x):
 
 * lower  Σ_b d_b ‖H_bb‖₂ — any dominating A has a_b ≥ ‖H_bb‖₂ (principal sub-blocks);
-  exact when the Hessian is block-diagonal over Φ (seed 000 Assumption 4.3, seed 001 §2.3);
+  exact when the Hessian is block-diagonal over Φ ([Tomihari25, Assumption 4.3], [Zhang24, §2.3]);
   for Φ_Adam this is Σ_i |H_ii|, for Φ_AdaSGD it is d‖H‖₂ (exact).
 * upper  Σ_{b,b'} √(d_b d_b') ‖H_bb'‖₂ — from |Δᵀ H Δ| ≤ Σ ‖H_bb'‖ ‖Δ_b‖‖Δ_b'‖ and AM–GM
   (the block form of Lemma C.3); for Φ_Adam it is ‖H‖_{1,1}, for Φ_AdaSGD d‖H‖₂.
-  Alternatively, from row ℓ1 sums r_i = Σ_j |H_ij| (the Cauchy sketch of seed 003
+  Alternatively, from row ℓ1 sums r_i = Σ_j |H_ij| (the Cauchy sketch of [Xie24]
   Algorithm 4 estimates them): diag(r) dominates H (Gershgorin), so a_b = max_{i∈b} r_i
   is feasible and Σ_b d_b max_{i∈b} r_i is an upper bound.
 """
@@ -44,18 +44,18 @@ from jax.flatten_util import ravel_pytree
 from heterogeneity import curvature as hc
 from heterogeneity import partition as hp
 from heterogeneity.curvature._lanczos import check_positive_int
-from heterogeneity.metrics._lambda import block_hessian_norms
+from heterogeneity.metrics._lambda import blockwise_hessian_norms
 
 PyTree = Any
 
 __all__ = [
     "LinfGeometry",
-    "BlockLinfGeometry",
+    "BlockwiseLinfGeometry",
     "PhiSmoothness",
     "PhiSmoothnessBounds",
     "linf_geometry",
     "blockwise_linf_geometry",
-    "block_norm_matrix",
+    "blockwise_norm_matrix",
     "phi_smoothness",
     "phi_smoothness_bounds",
     "LinfReport",
@@ -68,12 +68,12 @@ class LinfGeometry(NamedTuple):
     l11: jax.Array  # () ‖H‖_{1,1} = Σ_ij |H_ij|
     spectral: jax.Array  # () ‖H‖₂ = max |eigenvalue|
     dim: jax.Array  # () d
-    l11_over_d: jax.Array  # () ‖H‖_{1,1} / d            (seed 003 Table 1 column)
+    l11_over_d: jax.Array  # () ‖H‖_{1,1} / d            ([Xie24, Table 1] column)
     d_spectral: jax.Array  # () d ‖H‖₂ = H(L, Φ_AdaSGD) at this point
     ratio: jax.Array  # () ‖H‖_{1,1} / (d ‖H‖₂): < 1 favours Adam over AdaSGD
 
 
-class BlockLinfGeometry(NamedTuple):
+class BlockwiseLinfGeometry(NamedTuple):
     l11: jax.Array  # (B,) ‖H_bb‖_{1,1}
     spectral: jax.Array  # (B,) ‖H_bb‖₂
     sizes: jax.Array  # (B,) d_b
@@ -127,7 +127,16 @@ def _geometry(l11, spec, d) -> tuple:
 
 # ----------------------------------------------------------------------------- dense
 def linf_geometry(hessian: jax.Array, *, spectral: float | jax.Array | None = None) -> LinfGeometry:
-    """(1,1)-norm / d, d·‖H‖₂ and their ratio for a dense symmetric Hessian (seed 003 Table 1).
+    r"""(1,1)-norm / d, d·‖H‖₂ and their ratio for a dense symmetric Hessian [Xie24, Table 1]:
+
+    .. math:: \frac{\|H\|_{1,1}}{d} = \frac{1}{d}\sum_{ij} |H_{ij}|,\qquad d\,\|H\|_2,\qquad
+              \text{ratio} = \frac{\|H\|_{1,1}}{d\,\|H\|_2} \ (<1 \text{ favours Adam over AdaSGD}).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> g = hm.linf_geometry(jnp.diag(jnp.array([1.0, 0.5, 0.5, 0.0])))
+    >>> float(g.l11_over_d), float(g.d_spectral), float(g.ratio)
+    (0.5, 4.0, 0.5)
 
     ``spectral``: a known or estimated ‖H‖₂ (e.g. `curvature.spectral_norm`) to skip the
     O(d³) dense eigendecomposition; the (1,1)-norm is always computed exactly (O(d²)).
@@ -186,8 +195,16 @@ def _block_norms(h, index, valid):
 
 def blockwise_linf_geometry(
     hessian: jax.Array, block_ids: np.ndarray | Sequence[int], *, labels: Sequence[str] | None = None
-) -> BlockLinfGeometry:
-    """`linf_geometry` of every diagonal block H_bb (``block_ids``: (d,) ints, e.g. `Partition.flat_block_ids`).
+) -> BlockwiseLinfGeometry:
+    r"""`linf_geometry` of every diagonal block ``H_bb`` [Xie24, Def. 3.9, Table 1]: per block,
+    ``\|H_{bb}\|_{1,1}``, ``\|H_{bb}\|_2``, ``d_b``, ``\|H_{bb}\|_{1,1}/d_b``, ``d_b\|H_{bb}\|_2`` and their ratio
+    (``block_ids``: (d,) ints, e.g. `Partition.flat_block_ids`).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> g = hm.blockwise_linf_geometry(jnp.diag(jnp.array([1.0, -2.0, 0.5])), [0, 0, 1], labels=["a", "b"])
+    >>> g.labels, [float(x) for x in g.l11], [float(x) for x in g.spectral]
+    (('a', 'b'), [3.0, 0.5], [2.0, 0.5])
 
     All blocks are processed by one compiled program on zero-padded (w, w) copies, w the
     largest block (cost B·w³), compiled once per (d, B, w).
@@ -199,11 +216,26 @@ def blockwise_linf_geometry(
         raise ValueError(f"labels: expected {num} labels, got {len(labels)}")
     l11, spec = _block_geometry(h, *(jnp.asarray(x) for x in _block_index(ids, num)))
     sizes = jnp.asarray(np.bincount(ids, minlength=num), l11.dtype)
-    return BlockLinfGeometry(l11, spec, sizes, *_geometry(l11, spec, sizes), labels)
+    return BlockwiseLinfGeometry(l11, spec, sizes, *_geometry(l11, spec, sizes), labels)
 
 
-def block_norm_matrix(hessian: jax.Array, block_ids: np.ndarray | Sequence[int]) -> jax.Array:
-    """(B, B) matrix of block operator norms ‖H_bb'‖₂ (largest singular value) of a dense Hessian."""
+def blockwise_norm_matrix(hessian: jax.Array, block_ids: np.ndarray | Sequence[int]) -> jax.Array:
+    r"""(B, B) matrix of block operator norms ``M_{bb'} = \|H_{bb'}\|_2 = \sigma_{\max}(H_{bb'})`` of a
+    dense Hessian (batched SVD of zero-padded blocks; the input of the upper bound of
+    `phi_smoothness_bounds`, [Xie24, Def. 3.9, Lemma C.3]).
+
+    Args:
+      hessian: (d, d) dense Hessian. block_ids: (d,) ints 0..B-1 (`Partition.flat_block_ids`).
+
+    Returns:
+      (B, B) array of largest singular values.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> h = jnp.array([[2.0, 1.0, 0.0], [1.0, 2.0, 3.0], [0.0, 3.0, -4.0]])
+    >>> [[round(float(x), 4) for x in row] for row in hm.blockwise_norm_matrix(h, [0, 0, 1])]
+    [[3.0, 3.0], [3.0, 4.0]]
+    """
     h = _check_hessian(hessian)
     ids, num = _check_ids(block_ids, h.shape[0])
     return _block_norms(h, *(jnp.asarray(x) for x in _block_index(ids, num)))
@@ -250,7 +282,7 @@ def phi_smoothness_bounds(
 
 class LinfReport(NamedTuple):
     geometry: LinfGeometry  # whole-Hessian (1,1)-norm / spectral geometry
-    blocks: BlockLinfGeometry  # the same per diagonal block of the partition
+    blocks: BlockwiseLinfGeometry  # the same per diagonal block of the partition
     adam: PhiSmoothnessBounds  # H(L, Φ_Adam) bracket (exact: lower = value − gap, upper = value)
     blockwise: PhiSmoothnessBounds  # H(L, Φ) for the given partition
     adasgd: PhiSmoothnessBounds  # H(L, Φ_AdaSGD) = d‖H‖₂
@@ -274,7 +306,7 @@ def phi_smoothness(
     rtol: float = 1e-9,
     max_newton: int = 200,
 ) -> PhiSmoothness:
-    """Exact Φ-smoothness H(L, Φ) of seed 003 Definition 3.9 at given dense Hessian(s).
+    """Exact Φ-smoothness H(L, Φ) of [Xie24, Definition 3.9] at given dense Hessian(s).
 
     Solves ``min Σ_b d_b a_b  s.t.  A ± H_k ⪰ 0 for every k``, A = diag(a_{Φ(i)}), by a
     log-det barrier interior-point method (Newton with backtracking, float64 NumPy on the
@@ -390,8 +422,9 @@ def _estimate_linf_run(params, batch, key, *, loss_fn, partition, num_probes, nu
     l11 = hc.l11_norm(matvec, params, k_l11, num_probes=num_probes)
     spec = hc.spectral_norm(matvec, params, k_spec, num_steps=num_steps)
     rows, _ = ravel_pytree(l11.row_sums)
-    norms = block_hessian_norms(loss_fn, params, batch, k_blocks, partition=partition, num_steps=num_steps)
-    bl11 = hc.block_l11_norms(matvec, params, k_bl11, partition=partition, num_probes=num_probes, diagonal=True)
+    norms = blockwise_hessian_norms(loss_fn, params, batch, k_blocks, partition=partition, num_steps=num_steps)
+    bl11 = hc.blockwise_l11_norm_matvec(matvec, params, k_bl11, partition=partition, num_probes=num_probes,
+                                        diagonal=True)
     # non-finite HVPs (NaN/inf batch or loss): NaN rather than a plausible-looking number
     nan = jnp.asarray(jnp.nan, l11.value.dtype)
     l11_value = jnp.where(l11.finite, l11.value, nan)
@@ -410,16 +443,16 @@ def estimate_linf_report(
     num_probes: int = 50,
     num_steps: int = 30,
 ) -> LinfReport:
-    """Matrix-free ℓ∞ geometry and Φ-smoothness brackets at ``params`` (seed 003 App. D.3).
+    """Matrix-free ℓ∞ geometry and Φ-smoothness brackets at ``params`` ([Xie24, App. D.3]).
 
     Estimators (all from `heterogeneity.curvature`, HVPs only):
 
     * ‖H‖_{1,1} and its row sums r_i = Σ_k |H_ik|: Cauchy sketch, ``num_probes`` HVPs
-      (seed 003 Algorithm 4, `curvature.l11_norm`); ‖H‖₂: Lanczos (`curvature.spectral_norm`);
-    * per block: ‖H_bb‖₂ by blockwise Lanczos (`metrics.block_hessian_norms`) and
-      ‖H_bb‖_{1,1} by block-confined Cauchy probes (`curvature.block_l11_norms(diagonal=True)`).
+      ([Xie24, Algorithm 4], `curvature.l11_norm`); ‖H‖₂: Lanczos (`curvature.spectral_norm`);
+    * per block: ‖H_bb‖₂ by blockwise Lanczos (`metrics.blockwise_hessian_norms`) and
+      ‖H_bb‖_{1,1} by block-confined Cauchy probes (`curvature.blockwise_l11_norm_matvec(diagonal=True)`).
 
-    Φ brackets (see the module docstring): Φ_Adam: upper = ‖H‖_{1,1} (seed 003's
+    Φ brackets (see the module docstring): Φ_Adam: upper = ‖H‖_{1,1} ([Xie24]'s
     surrogate; lower not estimated, NaN); ``partition``: lower Σ_b d_b ‖H_bb‖₂ (exact for
     block-diagonal H), upper Σ_b d_b max_{i∈b} r_i; Φ_AdaSGD: d·‖H‖₂ (both ends). The
     brackets are local (at ``params``) and inherit the estimators' randomness: the Cauchy
@@ -437,10 +470,10 @@ def estimate_linf_report(
     l11_value, spec = jnp.asarray(l11_value, dt), jnp.asarray(spec, dt)
     dim = jnp.asarray(rows.shape[0], dt)
     geometry = LinfGeometry(l11_value, spec, dim, *_geometry(l11_value, spec, dim))
-    bspec = jnp.stack([norms[label] for label in labels]).astype(dt)
-    bl = jnp.stack([bl11[label] for label in labels]).astype(dt)
+    bspec = jnp.asarray(norms.value, dt)  # both in partition order (`curvature.Blockwise` results)
+    bl = jnp.asarray(bl11.value, dt)
     sizes = jnp.asarray(sizes_np, dt)
-    blocks = BlockLinfGeometry(bl, bspec, sizes, *_geometry(bl, bspec, sizes), labels)
+    blocks = BlockwiseLinfGeometry(bl, bspec, sizes, *_geometry(bl, bspec, sizes), labels)
     blockwise = phi_smoothness_bounds(bspec, sizes, row_l1=rows, block_ids=ids)
     nan = jnp.asarray(jnp.nan, dt)
     return LinfReport(geometry, blocks, PhiSmoothnessBounds(nan, l11_value), blockwise,

@@ -1,6 +1,6 @@
 """Gradient heterogeneity: block gradient norms, normalized shares, Gini, layer ratios.
 
-Seed 000 (Tomihari & Sato) measures *gradient heterogeneity* (Definition 4.4), the
+[Tomihari25] (Tomihari & Sato) measures *gradient heterogeneity* (Definition 4.4), the
 disparity of the full-batch block gradient norms ``G_b = ‖[∇L(θ)]_b‖₂``, three ways:
 
 * normalized shares (App. C.2, Fig. 3): ``(G_b / √P_b) / Σ_b' (G_b' / √P_b')``;
@@ -30,11 +30,11 @@ LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 __all__ = [
     "FullBatchGradient",
-    "BlockGradNorms",
+    "BlockwiseGradNorms",
     "GradientHeterogeneity",
     "LayerRatios",
     "full_batch_grad",
-    "block_grad_norms",
+    "blockwise_grad_norms",
     "normalized_shares",
     "gini",
     "gradient_heterogeneity",
@@ -48,7 +48,7 @@ class FullBatchGradient(NamedTuple):
     grad: PyTree  # mean gradient over micro-batches
 
 
-class BlockGradNorms(NamedTuple):
+class BlockwiseGradNorms(NamedTuple):
     norms: jax.Array  # (B,) ‖g_b‖₂
     sq_norms: jax.Array  # (B,) ‖g_b‖₂²
     sizes: jax.Array  # (B,) P_b (float)
@@ -59,13 +59,13 @@ class GradientHeterogeneity(NamedTuple):
     norms: jax.Array  # (B,) G_b
     sizes: jax.Array  # (B,) P_b
     normalized: jax.Array  # (B,) G_b / √P_b
-    shares: jax.Array  # (B,) normalized / Σ normalized   (seed 000 App. C.2)
-    gini: jax.Array  # () Gini of the normalized norms   (seed 000 App. D.5)
+    shares: jax.Array  # (B,) normalized / Σ normalized   ([Tomihari25, App. C.2])
+    gini: jax.Array  # () Gini of the normalized norms   ([Tomihari25, App. D.5])
     labels: tuple[str, ...]
 
 
 class LayerRatios(NamedTuple):
-    ratios: jax.Array  # (L,) G_l / Σ G_l'            (seed 000 Table S.6)
+    ratios: jax.Array  # (L,) G_l / Σ G_l'            ([Tomihari25, Table S.6])
     layer_sums: jax.Array  # (L,) G_l = Σ_{θ ∈ l} G_θ / √P_θ
     labels: tuple[str, ...]  # layer labels, numeric-aware order
 
@@ -80,7 +80,7 @@ def full_batch_grad(loss_fn: LossFn, params: PyTree, batch: PyTree) -> FullBatch
 
     For ``MicroBatched(batch, counts)`` (every leaf with a leading micro-batch axis of size
     M) the result is ``Σ_m w_m (L_m, ∇L_m)`` with ``w_m = n_m / Σ n`` (or 1/M), accumulated
-    with one gradient-sized carry, so memory does not grow with M (seed 000 App. C.2 uses
+    with one gradient-sized carry, so memory does not grow with M ([Tomihari25, App. C.2] uses
     the full-batch gradient). Any other batch is one `jax.value_and_grad` call.
     """
     vg = jax.value_and_grad(loss_fn)
@@ -102,18 +102,42 @@ def full_batch_grad(loss_fn: LossFn, params: PyTree, batch: PyTree) -> FullBatch
     return FullBatchGradient(loss, grad)
 
 
-def block_grad_norms(grads: PyTree, *, partition: hp.Partition) -> BlockGradNorms:
-    """Block gradient norms ``G_b = ‖g_b‖₂`` of a gradient pytree (one `block_sq_norms`)."""
+def blockwise_grad_norms(grads: PyTree, *, partition: hp.Partition) -> BlockwiseGradNorms:
+    r"""Block gradient norms [Tomihari25, Def. 4.4, App. C.2]: ``G_b = \|g_b\|_2 = (\sum_{i \in b} g_i^2)^{1/2}``.
+
+    Args:
+      grads: a gradient pytree (e.g. `full_batch_grad` ``.grad``).
+      partition: the blocks (one `block_sq_norms` reduction).
+
+    Returns:
+      `BlockwiseGradNorms`: ``norms``, ``sq_norms``, ``sizes`` (P_b, float), each (B,), and
+      ``labels`` in partition order.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> g = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+    >>> bn = hm.blockwise_grad_norms(g, partition=hp.by_leaf(g))
+    >>> bn.labels, [float(x) for x in bn.norms], [float(x) for x in bn.sizes]
+    (('a', 'b'), [5.0, 1.0], [2.0, 1.0])
+    """
     sq = partition.block_sq_norms(grads)
     sizes = jnp.asarray(partition.layout(grads).sizes, sq.dtype)
-    return BlockGradNorms(jnp.sqrt(sq), sq, sizes, partition.labels(grads))
+    return BlockwiseGradNorms(jnp.sqrt(sq), sq, sizes, partition.labels(grads))
 
 
 @jax.jit
 def normalized_shares(norms: jax.Array, sizes: jax.Array) -> jax.Array:
-    """``(G_b / √P_b) / Σ_b' (G_b' / √P_b')`` (seed 000 App. C.2, the quantity of Fig. 3).
+    r"""Normalized gradient shares [Tomihari25, App. C.2] (the quantity of its Fig. 3):
 
-    All-zero norms give all-zero shares (instead of 0/0).
+    .. math:: s_b = \frac{G_b/\sqrt{P_b}}{\sum_{b'} G_{b'}/\sqrt{P_{b'}}}.
+
+    Args: ``norms`` (…, B) block gradient norms ``G_b``; ``sizes`` (B,) block sizes ``P_b``.
+    Returns: (…, B) shares summing to 1 (all-zero norms give all-zero shares, not 0/0).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> [round(float(x), 4) for x in hm.normalized_shares(jnp.array([2.0, 3.0]), jnp.array([1.0, 9.0]))]
+    [0.6667, 0.3333]
     """
     norms = jnp.asarray(norms)
     normalized = norms / jnp.sqrt(jnp.asarray(sizes, norms.dtype))
@@ -122,7 +146,17 @@ def normalized_shares(norms: jax.Array, sizes: jax.Array) -> jax.Array:
 
 
 def gini(values: jax.Array) -> jax.Array:
-    """Gini coefficient of the last axis (seed 000 App. D.5).
+    r"""Gini coefficient of the last axis [Tomihari25, App. D.5]:
+
+    .. math:: G = \frac{\sum_i \sum_j |x_i - x_j|}{2 n \sum_i x_i}
+              = \frac{\sum_{i=1}^{n} (2i - n - 1)\, x_{(i)}}{n \sum_i x_i}.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> float(hm.gini(jnp.array([1.0, 1.0, 1.0]))), round(float(hm.gini(jnp.array([0.0, 0.0, 3.0]))), 4)
+    (0.0, 0.6667)
+
+    Details:
 
     ``G = Σ_i Σ_j |x_i − x_j| / (2 n² x̄) = Σ_i Σ_j |x_i − x_j| / (2 n Σ x)``, evaluated in
     O(n log n) as ``Σ_i (2i − n − 1) x_(i) / (n Σ x)`` over the values sorted ascending.
@@ -163,14 +197,23 @@ def _keep_indices(labels: Sequence[str], exclude: str | None) -> np.ndarray:
 
 
 def gradient_heterogeneity(grads: PyTree, *, partition: hp.Partition, exclude: str | None = None) -> GradientHeterogeneity:
-    """Block norms, normalized shares and Gini of a (full-batch) gradient (seed 000 App. C.2, D.5).
+    r"""Block norms, normalized shares and Gini of a (full-batch) gradient [Tomihari25, App. C.2, D.5]:
+    ``G_b = \|g_b\|_2``, shares ``(G_b/\sqrt{P_b}) / \sum_{b'} G_{b'}/\sqrt{P_{b'}}`` (`normalized_shares`)
+    and the `gini` of ``G_b/\sqrt{P_b}``.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> g = {"a": jnp.array([3.0, 4.0, 0.0, 0.0]), "b": jnp.array([1.0])}   # G/√P = 2.5 and 1
+    >>> h = hm.gradient_heterogeneity(g, partition=hp.by_leaf(g))
+    >>> h.labels, [round(float(x), 4) for x in h.shares], round(float(h.gini), 4)
+    (('a', 'b'), [0.7143, 0.2857], 0.2143)
 
     ``exclude``: optional regex; blocks whose label matches are dropped before the shares
-    and the Gini are formed (seed 000 omits biases in Fig. 3: ``exclude=r"bias$"``).
+    and the Gini are formed ([Tomihari25] omits biases in Fig. 3: ``exclude=r"bias$"``).
     The Gini is computed on the normalized norms ``G_b / √P_b`` (Table S.5); it is
     scale-free, so it equals the Gini of the shares.
     """
-    bn = block_grad_norms(grads, partition=partition)
+    bn = blockwise_grad_norms(grads, partition=partition)
     keep = _keep_indices(bn.labels, exclude)
     norms, sizes = bn.norms[keep], bn.sizes[keep]
     normalized = norms / jnp.sqrt(sizes)
@@ -207,7 +250,7 @@ def layer_ratios(
     layer_of: Callable[[str], str | None] | Mapping[str, str | None] | None = None,
     exclude: str | None = None,
 ) -> LayerRatios:
-    """Layer-wise gradient-norm ratios ``G_l / Σ_l' G_l'`` (seed 000 App. D.5, Table S.6).
+    """Layer-wise gradient-norm ratios ``G_l / Σ_l' G_l'`` ([Tomihari25, App. D.5, Table S.6]).
 
     ``G_l = Σ_{θ ∈ layer l} G_θ / √P_θ``: the sum of the normalized norms of the
     *parameters* (blocks of ``partition``, default one block per leaf) of layer ``l``.
@@ -215,7 +258,7 @@ def layer_ratios(
     (default: the repeated-layer prefix ``layers/{i}`` of `partition.LAYER_PATTERN`, so
     embeddings and the head are left out as in Table S.6). ``exclude``: regex of block
     labels to drop. Layers are ordered numerically (``layers/2`` before ``layers/10``).
-    The comparison is meaningful when layers have equal parameter counts (seed 000).
+    The comparison is meaningful when layers have equal parameter counts ([Tomihari25]).
     """
     partition = hp.by_leaf(grads) if partition is None else partition
     labels = partition.labels(grads)

@@ -1,26 +1,25 @@
-"""Weighted Hessian norms Λ_G and Λ_P (seed 000 Definition 4.5) and their trajectory version.
+"""Weighted Hessian norms Λ_G and Λ_P ([Tomihari25, Definition 4.5]) and their trajectory version.
 
     Λ_G(θ) = Σ_b (‖[∇L(θ)]_b‖₂² / ‖∇L(θ)‖₂²) ‖[∇²L(θ)]_b‖₂,
     Λ_P(θ) = Σ_b (P_b / P) ‖[∇²L(θ)]_b‖₂.
 
 Definition 4.5 takes the supremum over the fine-tuning region (Λ_G over points with a
-nonzero gradient). At one point these are the weighted averages above; seed 000 App. D.9
+nonzero gradient). At one point these are the weighted averages above; [Tomihari25, App. D.9]
 (Table S.9) approximates the supremum by the maximum over the iterates of a run
 (`weighted_hessian_norms_trajectory`). Gradient-weighted Λ_G is large when large-gradient
 blocks also have large curvature (gradient–Hessian correlation, Fig. 1), which is what
 slows SGD (Theorem 4.7); sign-based methods see Λ_P instead.
 
-Block Hessian norms are passed in: e.g. ``|λ_max|`` from power iteration per block (seed
-000 App. C.2), `heterogeneity.curvature` estimates, or `jnp.linalg.eigvalsh` on a small
-problem. `block_hessian_norms` is the thin wrapper that gets them from
+Block Hessian norms are passed in: e.g. ``|λ_max|`` from power iteration per block
+[Tomihari25, App. C.2], `heterogeneity.curvature` estimates, or `jnp.linalg.eigvalsh` on a small
+problem. `blockwise_hessian_norms` is the thin wrapper that gets them from
 `heterogeneity.curvature.blockwise_slq` (blockwise Lanczos):
 
-    >>> fb = full_batch_grad(loss_fn, params, batch)
-    >>> lam = lambda_norms(fb.grad, block_hessian_norms(loss_fn, params, batch, key, partition=p), partition=p)
+    fb = full_batch_grad(loss_fn, params, batch)
+    lam = lambda_norms(fb.grad, blockwise_hessian_norms(loss_fn, params, batch, key, partition=p), partition=p)
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -29,7 +28,6 @@ import numpy as np
 
 from heterogeneity import curvature as hc
 from heterogeneity import partition as hp
-from heterogeneity.curvature._lanczos import check_positive_int
 
 PyTree = Any
 
@@ -40,7 +38,7 @@ __all__ = [
     "weighted_hessian_norms_trajectory",
     "lambda_norms",
     "align_blocks",
-    "block_hessian_norms",
+    "blockwise_hessian_norms",
 ]
 
 
@@ -69,7 +67,18 @@ def _as_array(x, name: str) -> jax.Array:
 
 @jax.jit
 def weighted_hessian_norms(grad_sq_norms: jax.Array, hessian_norms: jax.Array, sizes: jax.Array) -> WeightedHessianNorms:
-    """Λ_G and Λ_P at one point (seed 000 Definition 4.5 without the supremum).
+    r"""Λ_G and Λ_P at one point ([Tomihari25, Def. 4.5] without the supremum):
+
+    .. math:: \Lambda_G = \sum_b \frac{\|g_b\|_2^2}{\sum_{b'} \|g_{b'}\|_2^2}\, \|H_{bb}\|_2, \qquad
+              \Lambda_P = \sum_b \frac{P_b}{\sum_{b'} P_{b'}}\, \|H_{bb}\|_2.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> w = hm.weighted_hessian_norms(jnp.array([9.0, 16.0]), jnp.array([2.0, -1.0]), jnp.array([1.0, 3.0]))
+    >>> round(float(w.lambda_g), 4), round(float(w.lambda_p), 4)
+    (1.36, 1.25)
+
+    Args and Returns:
 
     ``grad_sq_norms``: (B,) ‖[∇L]_b‖₂² (e.g. ``partition.block_sq_norms(grad)``);
     ``hessian_norms``: (B,) block Hessian operator norms ‖[∇²L]_b‖₂; absolute values are
@@ -96,7 +105,7 @@ def weighted_hessian_norms(grad_sq_norms: jax.Array, hessian_norms: jax.Array, s
 def weighted_hessian_norms_trajectory(
     grad_sq_norms: jax.Array, hessian_norms: jax.Array, sizes: jax.Array
 ) -> WeightedHessianNormsTrajectory:
-    """Λ_G, Λ_P as the maximum over iterates θ_0..θ_T (seed 000 App. D.9, Table S.9).
+    """Λ_G, Λ_P as the maximum over iterates θ_0..θ_T ([Tomihari25, App. D.9, Table S.9]).
 
     ``grad_sq_norms``: (T, B) block gradient norms² per iterate; ``hessian_norms``: (T, B)
     per iterate, or (B,) when the Hessian is constant (quadratics); ``sizes``: (B,).
@@ -119,7 +128,13 @@ def weighted_hessian_norms_trajectory(
 
 
 def align_blocks(values: Mapping[str, Any] | Sequence | jax.Array, labels: Sequence[str], name: str) -> jax.Array:
-    """``values`` (dict keyed by block label, or a (B,) sequence in label order) as a (B,) array."""
+    """``values`` (a `curvature.BlockwiseNorms` or `curvature.BlockwiseEigenEstimate`, a dict keyed by
+    block label, or a (B,) sequence in label order) as a (B,) array in ``labels`` order."""
+    if isinstance(values, hc.Blockwise):
+        if tuple(values.labels) == tuple(labels):
+            return jnp.asarray(values.value)
+        values = values.as_dict()  # other order or other blocks: matched (or refused) by label below
+        values = {k: getattr(v, "value", v) for k, v in values.items()}
     if isinstance(values, Mapping):
         missing = [l for l in labels if l not in values]
         extra = [k for k in values if k not in set(labels)]
@@ -138,9 +153,27 @@ def lambda_norms(
     *,
     partition: hp.Partition,
 ) -> WeightedHessianNorms:
-    """Λ_G, Λ_P from a gradient pytree and per-block Hessian norms (dict keyed by label, or (B,)).
+    r"""Λ_G, Λ_P [Tomihari25, Def. 4.5] at one point from a gradient pytree and per-block Hessian norms.
 
-    Block sizes and gradient norms come from ``partition`` (one `block_sq_norms` reduction).
+    .. math:: \Lambda_G = \sum_b \frac{\|g_b\|_2^2}{\|g\|_2^2}\, \|H_{bb}\|_2, \qquad
+              \Lambda_P = \sum_b \frac{P_b}{P}\, \|H_{bb}\|_2.
+
+    Args:
+      grads: the gradient pytree ``g``; block sizes ``P_b`` and ``\|g_b\|_2^2`` come from
+        ``partition`` (one `block_sq_norms` reduction).
+      block_hessian_norms: ``\|H_{bb}\|_2`` per block: a `curvature.BlockwiseNorms` (e.g.
+        `blockwise_hessian_norms`), a dict keyed by label, or a (B,) array in partition order.
+      partition: the blocks.
+
+    Returns:
+      `WeightedHessianNorms`.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> g = {"a": jnp.array([3.0]), "b": jnp.array([0.0, 4.0, 0.0])}
+    >>> lam = hm.lambda_norms(g, {"a": 2.0, "b": 1.0}, partition=hp.by_leaf(g))
+    >>> round(float(lam.lambda_g), 4), round(float(lam.lambda_p), 4)   # (9*2 + 16*1)/25, (1*2 + 3*1)/4
+    (1.36, 1.25)
     """
     labels = partition.labels(grads)
     h = align_blocks(block_hessian_norms, labels, "block_hessian_norms")
@@ -149,16 +182,7 @@ def lambda_norms(
     return weighted_hessian_norms(g2, h, jnp.asarray(sizes, g2.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "partition", "num_steps", "reortho"))
-def _block_hessian_norms(params, batch, key, *, loss_fn, partition, num_steps, reortho):
-    spectra = hc.blockwise_slq(loss_fn, params, batch, key, partition=partition, num_steps=num_steps,
-                               num_probes=1, reortho=reortho)
-    # a non-finite HVP (NaN/inf batch or loss) gives NaN, never a plausible-looking norm
-    return {label: jnp.where(s.finite, jnp.max(jnp.where(s.weights > 0, jnp.abs(s.nodes), 0.0)), jnp.nan)
-            for label, s in spectra.items()}
-
-
-def block_hessian_norms(
+def blockwise_hessian_norms(
     loss_fn: Callable,
     params: PyTree,
     batch: PyTree,
@@ -167,23 +191,41 @@ def block_hessian_norms(
     partition: hp.Partition,
     num_steps: int = 30,
     reortho: str = "full",
-) -> dict[str, jax.Array]:
-    """``{label: ‖[∇²L]_b‖₂}`` from one blockwise Lanczos run per block (`curvature.blockwise_slq`).
+) -> hc.BlockwiseNorms:
+    r"""``\|[\nabla^2 L]_{bb}\|_2`` of every diagonal Hessian block by blockwise Lanczos
+    (`curvature.blockwise_slq`, one probe per block) [Tomihari25, App. C.2].
 
-    The norm is the largest |Ritz value| of ``num_steps`` Lanczos steps on H_bb (one
-    probe): Ritz values lie inside [λ_min, λ_max], so this is a lower bound that
-    converges to max(λ_max, −λ_min) from both ends at once (exact once num_steps ≥ d_b).
-    Seed 000 App. C.2 uses power iteration per block for the same quantity.
-    ``batch`` may be a `curvature.MicroBatched`. A block whose HVPs are non-finite (NaN/inf in
-    the batch or the loss) gets NaN.
+    .. math:: \widehat{\|H_{bb}\|}_2 = \max_j |\theta_j^{(b)}|,
 
-    Compiled once per (``loss_fn``, ``partition``, ``num_steps``, ``reortho``) and shapes:
-    ``loss_fn`` and ``partition`` are hashed by identity, so reuse the same objects across
-    calls (a fresh lambda or ``hp.by_leaf(...)`` per call compiles again).
+    the largest |Ritz value| of ``num_steps`` Lanczos steps on ``H_{bb}`` [Lanczos50]: Ritz
+    values lie in ``[\lambda_{\min}, \lambda_{\max}]``, so this is a lower bound that converges
+    to ``\max(\lambda_{\max}, -\lambda_{\min})`` from both ends at once (exact once
+    ``num_steps`` ``\ge d_b``). [Tomihari25, App. C.2] uses power iteration per block for
+    the same quantity.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar`` (define it once: a jit cache key).
+      params: the point.
+      batch: the batch (may be a `curvature.MicroBatched`).
+      key: PRNG key of the probes.
+      partition: the blocks.
+      num_steps: Lanczos steps per block.
+      reortho: ``"full"`` or ``"none"``.
+
+    Returns:
+      `curvature.BlockwiseNorms`: ``value`` (B,) in partition order (NaN for a block whose
+      HVPs are non-finite, e.g. NaN in the batch: never a plausible-looking norm), ``finite``
+      (B,) and ``labels``. Compiled once per (``loss_fn``, blocks, options, shapes).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> loss = lambda p, b: 0.5 * (2.0 * jnp.sum(p["w"] ** 2) - 5.0 * jnp.sum(p["v"] ** 2))
+    >>> params = {"w": jnp.zeros(3), "v": jnp.zeros(2)}
+    >>> n = hm.blockwise_hessian_norms(loss, params, None, jax.random.key(0), partition=hp.by_leaf(params), num_steps=3)
+    >>> n.labels, [round(float(x), 4) for x in n.value]
+    (('v', 'w'), [5.0, 2.0])
     """
-    # validated here: they become static jit arguments (hashed, part of the compile key)
-    num_steps = check_positive_int(num_steps, "num_steps")
-    if not isinstance(reortho, str) or reortho not in hc.REORTHO_MODES:
-        raise ValueError(f"reortho must be one of {hc.REORTHO_MODES}, got {reortho!r}")
-    return _block_hessian_norms(params, batch, key, loss_fn=loss_fn, partition=partition, num_steps=num_steps,
-                                reortho=reortho)
+    s = hc.blockwise_slq(loss_fn, params, batch, key, partition=partition, num_steps=num_steps, num_probes=1,
+                         reortho=reortho)
+    top = jnp.max(jnp.where(s.weights > 0, jnp.abs(s.nodes), 0.0), axis=(1, 2))
+    return hc.BlockwiseNorms(jnp.where(s.finite, top, jnp.nan), s.finite, s.labels)

@@ -1,4 +1,4 @@
-"""An Optax hook that records gradient heterogeneity during training (seed 000 App. C.2, D.5).
+"""An Optax hook that records gradient heterogeneity during training ([Tomihari25, App. C.2, D.5]).
 
 `log_block_stats(partition)` is a `GradientTransformation` that passes updates through
 unchanged and keeps the latest block norms ‖g_b‖₂, normalized shares
@@ -6,8 +6,8 @@ unchanged and keeps the latest block norms ‖g_b‖₂, normalized shares
 `block_sq_norms` reduction per step. Put it first in a chain to log raw (mini-batch)
 gradients, or after another transform to log that transform's updates:
 
-    >>> tx = optax.chain(log_block_stats(p), optax.adam(1e-3))
-    >>> ...; stats = find_block_stats(opt_state); stats.gini, stats.shares
+    tx = optax.chain(log_block_stats(p), optax.adam(1e-3))
+    ...; stats = find_block_stats(opt_state); stats.gini, stats.shares
 """
 from __future__ import annotations
 

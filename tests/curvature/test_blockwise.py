@@ -62,12 +62,12 @@ def test_blockwise_equals_eigh_of_dense_diagonal_blocks():
         key = jax.random.key(0)
         run = jax.jit(lambda p, b, k: hc.blockwise_slq(loss_fn, p, b, k, partition=part, num_steps=m, num_probes=1))
         spectra = run(params, batch, key)
-        assert set(spectra) == set(part.labels(params))  # (jit returns dicts with sorted keys)
+        assert spectra.labels == tuple(part.labels(params))  # partition order, through jit
         h = dense_of(make_mlp)
         for label, (idx, vs) in _probes(part, params, key, m, 1, "rademacher").items():
             hb = h[np.ix_(idx, idx)]
             for p, v in enumerate(vs):
-                nodes, weights = np.asarray(spectra[label].nodes[p]), np.asarray(spectra[label].weights[p])
+                nodes, weights = np.asarray(spectra.block(label).nodes[p]), np.asarray(spectra.block(label).weights[p])
                 assert np.all(np.isfinite(nodes)) and np.all(np.isfinite(weights))
                 _assert_measure_equals_eigh(nodes, weights, hb, v)
 
@@ -91,7 +91,7 @@ def test_large_blocks_match_moments_small_blocks_exact():
             for label, (idx, vs) in _probes(part, params, key, m, 2, "rademacher").items():
                 hb = h[np.ix_(idx, idx)]
                 for p, v in enumerate(vs):
-                    nodes, weights = np.asarray(spectra[label].nodes[p]), np.asarray(spectra[label].weights[p])
+                    nodes, weights = np.asarray(spectra.block(label).nodes[p]), np.asarray(spectra.block(label).weights[p])
                     if len(idx) <= m:
                         assert label == "head_bias"
                         _assert_measure_equals_eigh(nodes, weights, hb, v)
@@ -112,8 +112,8 @@ def test_blockwise_top_eigenvalue_matches_eigh():
         h = dense_of(make_attention)
         for label, (idx, _) in _probes(part, params, jax.random.key(2), 64, 0, "normal").items():
             lam = np.linalg.eigvalsh(h[np.ix_(idx, idx)])
-            np.testing.assert_allclose(tops[label].value, lam[-1], rtol=1e-8, atol=1e-12)
-            assert float(tops[label].error_bound) < 1e-6 * max(abs(lam).max(), 1e-12)
+            np.testing.assert_allclose(tops.block(label).value, lam[-1], rtol=1e-8, atol=1e-12)
+            assert float(tops.block(label).error_bound) < 1e-6 * max(abs(lam).max(), 1e-12)
 
 
 def test_blocks_subset_gives_the_full_run_numbers_and_bad_labels_raise():
@@ -126,12 +126,12 @@ def test_blocks_subset_gives_the_full_run_numbers_and_bad_labels_raise():
     full = hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=6, num_probes=2)
     chosen = [labels[-1], labels[0]]
     sub = hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=6, num_probes=2, blocks=chosen)
-    assert list(sub) == [labels[0], labels[-1]]
-    for label in sub:
-        np.testing.assert_allclose(sub[label].nodes, full[label].nodes, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(sub[label].weights, full[label].weights, rtol=1e-5, atol=1e-6)
+    assert sub.labels == (labels[0], labels[-1]) and sub.nodes.shape[0] == 2
+    for label in sub.labels:
+        np.testing.assert_allclose(sub.block(label).nodes, full.block(label).nodes, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sub.block(label).weights, full.block(label).weights, rtol=1e-5, atol=1e-6)
     top = hc.blockwise_top_eigenvalue(loss_fn, params, batch, key, partition=part, num_steps=6, blocks=[labels[1]])
-    assert list(top) == [labels[1]]
+    assert top.labels == (labels[1],) and top.value.shape == (1,)
     for bad, msg in [(["nope"], "unknown block label"), ([labels[0], labels[0]], "twice"), ([], "empty"),
                      (labels[0], "sequence of block labels")]:
         with pytest.raises(ValueError, match=msg):

@@ -60,22 +60,22 @@ def test_dense_hessian_compiles_once():
         assert traces["n"] > before  # a new shape does compile: the counter works
 
 
-def test_block_hessian_norms_compiles_once():
+def test_blockwise_hessian_norms_compiles_once():
     with jax.enable_x64(True):
         loss_fn, params, batch, traces = _counting_model()
         p1 = params()
         part = hp.by_leaf(p1)
         key = jax.random.key(0)
-        hm.block_hessian_norms(loss_fn, p1, batch(), key, partition=part, num_steps=6)
+        hm.blockwise_hessian_norms(loss_fn, p1, batch(), key, partition=part, num_steps=6)
         after_first = traces["n"]
         assert after_first > 0
         p2, b2 = params(2.0), batch()
-        got = hm.block_hessian_norms(loss_fn, p2, b2, jax.random.key(1), partition=part, num_steps=6)
+        got = hm.blockwise_hessian_norms(loss_fn, p2, b2, jax.random.key(1), partition=part, num_steps=6)
         assert traces["n"] == after_first
         h = _reference_hessian(loss_fn, p2, b2)  # blocks b = [0, 2), w = [2, 8); num_steps ≥ d_b: exact
-        np.testing.assert_allclose(got["b"], np.abs(np.linalg.eigvalsh(h[:2, :2])).max(), rtol=1e-10)
-        np.testing.assert_allclose(got["w"], np.abs(np.linalg.eigvalsh(h[2:, 2:])).max(), rtol=1e-10)
-        hm.block_hessian_norms(loss_fn, p2, b2, key, partition=part, num_steps=7)
+        np.testing.assert_allclose(got.block("b"), np.abs(np.linalg.eigvalsh(h[:2, :2])).max(), rtol=1e-10)
+        np.testing.assert_allclose(got.block("w"), np.abs(np.linalg.eigvalsh(h[2:, 2:])).max(), rtol=1e-10)
+        hm.blockwise_hessian_norms(loss_fn, p2, b2, key, partition=part, num_steps=7)
         assert traces["n"] > after_first  # another option is another program
 
 
@@ -117,11 +117,14 @@ def _estimators(part):
         ("slq", lambda op, like, k: hc.slq(op, like, k, num_steps=8, num_probes=3).nodes),
         ("hutchinson_trace", lambda op, like, k: hc.hutchinson_trace(op, like, k, num_probes=5).trace),
         ("l11_norm", lambda op, like, k: hc.l11_norm(op, like, k, num_probes=5).value),
-        ("block_l11_norms", lambda op, like, k: hc.block_l11_norms(op, like, k, partition=part(), num_probes=5)["w"]),
-        ("block_l11_norms_diag", lambda op, like, k: hc.block_l11_norms(op, like, k, partition=part(), num_probes=5,
-                                                                        diagonal=True)["w"]),
+        ("blockwise_l11_norm_matvec", lambda op, like, k: hc.blockwise_l11_norm_matvec(
+            op, like, k, partition=part(), num_probes=5).block("w")),
+        ("blockwise_l11_norm_matvec_diag", lambda op, like, k: hc.blockwise_l11_norm_matvec(
+            op, like, k, partition=part(), num_probes=5, diagonal=True).block("w")),
         ("blockwise_slq_matvec", lambda op, like, k: hc.blockwise_slq_matvec(op, like, k, partition=part(), num_steps=4,
-                                                                             num_probes=2)["w"].nodes),
+                                                                             num_probes=2).block("w").nodes),
+        ("blockwise_top_eigenvalue_matvec", lambda op, like, k: hc.blockwise_top_eigenvalue_matvec(
+            op, like, k, partition=part(), num_steps=4).block("w").value),
     ]
 
 
@@ -202,12 +205,12 @@ def test_blockwise_compile_once_with_fresh_partitions():
                                 num_probes=2)
         top = hc.blockwise_top_eigenvalue(loss_fn, p2, b2, jax.random.key(1), partition=hp.by_leaf(p2), num_steps=6)
         assert traces["n"] == n
-        assert list(spec) == list(top) == list(hp.by_leaf(p2).labels(p2))
+        assert spec.labels == top.labels == tuple(hp.by_leaf(p2).labels(p2))
         h = _reference_hessian(loss_fn, p2, b2)  # blocks b = [0, 2), w = [2, 8)
         for label, ix in (("b", slice(0, 2)), ("w", slice(2, 8))):
             lam = np.linalg.eigvalsh(h[ix, ix])
-            np.testing.assert_allclose(top[label].value, lam.max(), rtol=1e-10)
-            nodes, weights = np.asarray(spec[label].nodes), np.asarray(spec[label].weights)
+            np.testing.assert_allclose(top.block(label).value, lam.max(), rtol=1e-10)
+            nodes, weights = np.asarray(spec.block(label).nodes), np.asarray(spec.block(label).weights)
             live = weights > 1e-12
             assert np.all(np.min(np.abs(nodes[live][:, None] - lam[None]), axis=1) <= 1e-9 * np.abs(lam).max())
         other = hp.by_regex([(r".*", "all")])  # different blocks: another program

@@ -65,7 +65,7 @@ def _all_estimators(loss_fn, params, batch, key, *, num_steps=12, probes=3):
             "blocks": hc.blockwise_slq(loss_fn, p, b, ks[5], partition=part, num_steps=num_steps,
                                        num_probes=probes),
             "block_top": hc.blockwise_top_eigenvalue(loss_fn, p, b, ks[6], partition=part, num_steps=num_steps),
-            "block_l11": hc.block_l11_norms(mv, p, ks[7], partition=part, num_probes=probes, diagonal=True),
+            "block_l11": hc.blockwise_l11_norm_matvec(mv, p, ks[7], partition=part, num_probes=probes, diagonal=True),
         }
 
     return run(params, batch, key), jax.random.split(key, 8)
@@ -73,7 +73,7 @@ def _all_estimators(loss_fn, params, batch, key, *, num_steps=12, probes=3):
 
 def _finite_flags(out):
     flags = [out[k].finite for k in ("slq", "slq_none", "top", "norm", "trace", "l11")]
-    flags += [s.finite for s in out["blocks"].values()] + [e.finite for e in out["block_top"].values()]
+    flags += list(out["blocks"].finite) + list(out["block_top"].finite)
     return [bool(f) for f in flags]
 
 
@@ -127,12 +127,12 @@ def test_every_estimator_matches_dense_float64_reference():
         for label, idx in _leaf_slices(params).items():
             hb = h[np.ix_(idx, idx)]
             eb = np.linalg.eigvalsh(hb)
-            s = out["blocks"][label]
+            s = out["blocks"].block(label)
             for p in range(3):
                 live = np.asarray(s.nodes[p])[np.asarray(s.weights[p]) > 1e-10]
                 assert np.all(np.min(np.abs(live[:, None] - eb[None]), axis=1) < 1e-9), (label, live, eb)
                 np.testing.assert_allclose(np.sum(s.weights[p]), 1.0, rtol=1e-12)
-            np.testing.assert_allclose(out["block_top"][label].value, eb.max(), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(out["block_top"].block(label).value, eb.max(), rtol=1e-10, atol=1e-12)
 
 
 def test_one_parameter_block_is_exact():
@@ -145,13 +145,13 @@ def test_one_parameter_block_is_exact():
         for steps in (1, 5):
             spectra = hc.blockwise_slq(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=steps,
                                        num_probes=2)
-            s = spectra["s"]
+            s = spectra.block("s")
             assert bool(s.finite) and s.nodes.shape == (2, steps)
             np.testing.assert_allclose(s.nodes[:, 0], h[i, i], rtol=1e-12)
             np.testing.assert_allclose(s.weights[:, 0], 1.0, rtol=1e-12)
             np.testing.assert_allclose(s.weights[:, 1:], 0.0, atol=0)
             top = hc.blockwise_top_eigenvalue(loss_fn, params, batch, jax.random.key(1), partition=part,
-                                              num_steps=steps)["s"]
+                                              num_steps=steps).block("s")
             np.testing.assert_allclose(top.value, h[i, i], rtol=1e-12)
             assert float(top.error_bound) < 1e-10
         # a single-parameter model through the full-vector estimators
@@ -194,7 +194,7 @@ def test_num_steps_larger_than_the_block_gives_the_exact_quadrature():
                                    num_probes=1)
         for label, idx in _leaf_slices(params).items():
             eb = np.linalg.eigvalsh(h[np.ix_(idx, idx)])
-            s = spectra[label]
+            s = spectra.block(label)
             live = np.asarray(s.nodes[0])[np.asarray(s.weights[0]) > 1e-10]
             assert bool(s.finite) and np.all(np.min(np.abs(live[:, None] - eb[None]), axis=1) < 1e-9)
 
@@ -212,15 +212,15 @@ def test_zero_hessian_linear_loss():
         np.testing.assert_array_equal(h, 0.0)
         out, _ = _all_estimators(linear, params, batch, jax.random.key(0), num_steps=5, probes=2)
         assert all(_finite_flags(out))
-        for s in [out["slq"], out["slq_none"], *out["blocks"].values()]:
+        for s in [out["slq"], out["slq_none"], *out["blocks"].as_dict().values()]:
             np.testing.assert_array_equal(s.nodes, 0.0)
             assert np.all(s.weights >= 0)
             np.testing.assert_allclose(s.weights.sum(-1), 1.0, rtol=1e-12)
-        for e in [out["top"], out["norm"], *out["block_top"].values()]:
+        for e in [out["top"], out["norm"], *out["block_top"].as_dict().values()]:
             assert float(e.value) == 0.0 and float(e.error_bound) == 0.0
         assert float(out["trace"].trace) == 0.0 and float(out["trace"].stderr) == 0.0
         assert float(out["l11"].value) == 0.0
-        assert all(float(v) == 0.0 for v in out["block_l11"].values())
+        assert all(float(v) == 0.0 for v in out["block_l11"].as_dict().values())
         # the (1,1)-norm estimate agrees with the dense reference Σ|H_ij| = 0, and so does the density
         dens = hc.density(out["slq"])
         assert np.all(np.isfinite(dens.values)) and float(dens.grid[np.argmax(dens.values)]) == pytest.approx(0.0,
@@ -256,21 +256,22 @@ def test_nonfinite_batch_or_loss_sets_finite_false(case):
         full = [out[k].finite for k in ("slq", "slq_none", "top", "norm", "trace", "l11")]
         assert not any(bool(f) for f in full)
         for name in ("blocks", "block_top"):
-            assert {k: bool(v.finite) for k, v in out[name].items()} == own, name
-        assert {k: bool(np.isfinite(float(v))) for k, v in out["block_l11"].items()} == own
+            assert {k: bool(v.finite) for k, v in out[name].as_dict().items()} == own, name
+        assert {k: bool(np.isfinite(float(v))) for k, v in out["block_l11"].as_dict().items()} == own
+        assert dict(zip(out["block_l11"].labels, map(bool, out["block_l11"].finite))) == own
         # the recurrence froze before recording anything: NaN nodes (never a plausible number)
         # on a well-formed quadrature (weights (1, 0, ...)), NaN estimates
-        bad_blocks = [s for k, s in out["blocks"].items() if not own[k]]
+        bad_blocks = [s for k, s in out["blocks"].as_dict().items() if not own[k]]
         for s in [out["slq"], out["slq_none"], *bad_blocks]:
             assert s.nodes.shape == s.weights.shape and np.all(np.isnan(s.nodes))
             np.testing.assert_array_equal(s.weights[..., 0], 1.0)
             np.testing.assert_array_equal(s.weights[..., 1:], 0.0)
             assert np.isnan(float(hc.spectral_range(s)[1]))
-        for e in [out["top"], out["norm"], *(e for k, e in out["block_top"].items() if not own[k])]:
+        for e in [out["top"], out["norm"], *(e for k, e in out["block_top"].as_dict().items() if not own[k])]:
             assert np.isnan(float(e.value))
         assert not np.isfinite(float(out["trace"].trace)) and not np.isfinite(float(out["l11"].value))
         # the finite blocks are the exact block spectra of the dense H_bb
-        for k, s in out["blocks"].items():
+        for k, s in out["blocks"].as_dict().items():
             if own[k]:
                 h = np.asarray(jax.hessian(lambda x, k=k: bad({**params, k: x}, batch))(params[k]))
                 h = h.reshape(np.size(params[k]), -1)
@@ -303,13 +304,13 @@ def test_each_block_carries_its_own_flag():
         part = hp.by_leaf(params)
         spectra = jax.jit(lambda p, x, k: hc.blockwise_slq(loss_fn, p, x, k, partition=part, num_steps=5,
                                                            num_probes=2))(params, batch, jax.random.key(0))
-        assert bool(spectra["a"].finite) and not bool(spectra["b"].finite)
-        live = np.asarray(spectra["a"].nodes)[np.asarray(spectra["a"].weights) > 1e-10]
+        assert bool(spectra.block("a").finite) and not bool(spectra.block("b").finite)
+        live = np.asarray(spectra.block("a").nodes)[np.asarray(spectra.block("a").weights) > 1e-10]
         eig = np.linalg.eigvalsh(np.diag(2 * np.asarray(batch["c"])))  # H_aa = diag(2c)
         assert np.all(np.min(np.abs(live[:, None] - eig[None]), axis=1) < 1e-10)
         tops = hc.blockwise_top_eigenvalue(loss_fn, params, batch, jax.random.key(1), partition=part, num_steps=5)
-        assert bool(tops["a"].finite) and not bool(tops["b"].finite)
-        np.testing.assert_allclose(tops["a"].value, 6.0, rtol=1e-12)
+        assert bool(tops.block("a").finite) and not bool(tops.block("b").finite)
+        np.testing.assert_allclose(tops.block("a").value, 6.0, rtol=1e-12)
 
 
 def test_fault_mid_run_keeps_the_finite_prefix():
@@ -389,8 +390,8 @@ def test_num_probes_batch_size_probe_and_reortho_are_checked():
         lambda **kw: hc.blockwise_slq(loss_fn, params, batch, k, partition=part, num_steps=3, **kw),
         lambda **kw: hc.hutchinson_trace(mv, params, k, **kw),
         lambda **kw: hc.l11_norm(mv, params, k, **kw),
-        lambda **kw: hc.block_l11_norms(mv, params, k, partition=part, **kw),
-        lambda **kw: hc.block_l11_norms(mv, params, k, partition=part, diagonal=True, **kw),
+        lambda **kw: hc.blockwise_l11_norm_matvec(mv, params, k, partition=part, **kw),
+        lambda **kw: hc.blockwise_l11_norm_matvec(mv, params, k, partition=part, diagonal=True, **kw),
     ]
     for call in probe_calls:
         for n in (0, -1, 2.0, True, "3"):

@@ -25,9 +25,8 @@ _MANY_GROUPS = textwrap.dedent("""
     part = hp.by_leaf(params)
     out = jax.jit(lambda p, x, k: hc.blockwise_slq(loss_fn, p, x, k, partition=part, num_steps=48,
                                                    num_probes=2))(params, x, jax.random.key(0))
-    nodes = np.stack([np.asarray(s.nodes) for s in out.values()])
-    weights = np.stack([np.asarray(s.weights) for s in out.values()])
-    assert len(out) == 32 and np.all(np.isfinite(nodes)), nodes
+    nodes, weights = np.asarray(out.nodes), np.asarray(out.weights)
+    assert len(out) == 32 and nodes.shape[0] == 32 and np.all(np.isfinite(nodes)), nodes
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     print("ok", len(out))
 """)

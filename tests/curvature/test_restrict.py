@@ -126,16 +126,16 @@ def test_every_grouping_gives_the_exact_block_spectra():
         for group_by in ("module", "layer", "all", hp.by_layer(depth=1)):
             out = hc.blockwise_slq(loss_fn, params, batch, key, partition=part, num_steps=m, num_probes=2,
                                    group_by=group_by)
-            assert list(out) == list(part.labels(params))
+            assert out.labels == tuple(part.labels(params))
             for b, label in enumerate(part.labels(params)):
                 ix = np.nonzero(flat_ids == b)[0]
                 lam = np.linalg.eigvalsh(h[np.ix_(ix, ix)])
-                nodes, weights = np.asarray(out[label].nodes), np.asarray(out[label].weights)
+                nodes, weights = np.asarray(out.block(label).nodes), np.asarray(out.block(label).weights)
                 scale = max(np.abs(lam).max(), 1e-300)
                 heavy = weights > 1e-10
                 assert np.all(np.min(np.abs(nodes[heavy][:, None] - lam[None]), axis=1) <= 1e-7 * scale), label
                 # the same measure as the reference run (its padding past a breakdown may be ordered differently)
-                rn, rw = np.asarray(ref[label].nodes), np.asarray(ref[label].weights)
+                rn, rw = np.asarray(ref.block(label).nodes), np.asarray(ref.block(label).weights)
                 for k in range(7):
                     np.testing.assert_allclose(np.sum(weights * (nodes / scale) ** k, axis=-1),
                                                np.sum(rw * (rn / scale) ** k, axis=-1), rtol=1e-8, atol=1e-10,

@@ -13,7 +13,7 @@ M, P = 8, 3
 
 
 def test_moments_equal_quadratic_forms():
-    """Σ_j w_j x_j^k = vᵀHᵏv for k < 2m (seed 001 Theorem 2/4) on the 484-parameter MLP
+    """Σ_j w_j x_j^k = vᵀHᵏv for k < 2m ([Zhang24, Theorem 2]/4) on the 484-parameter MLP
     Hessian, float64, for every probe; both re-orthogonalisation modes (m = 8 is far below
     the point where the plain recurrence loses orthogonality)."""
     with jax.enable_x64(True):

@@ -1,4 +1,4 @@
-"""Tests for the attention statistics of seed 000 App. F.5 against NumPy."""
+"""Tests for the attention statistics of [Tomihari25, App. F.5] against NumPy."""
 import jax
 import jax.numpy as jnp
 import numpy as np

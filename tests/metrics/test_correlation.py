@@ -1,4 +1,4 @@
-"""Tests for the correlation metrics (seed 000 Figs. 1–2, Assumption 4.8) against SciPy / NumPy."""
+"""Tests for the correlation metrics ([Tomihari25, Figs. 1–2, Assumption 4.8]) against SciPy / NumPy."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests for spectrum divergences and JS⁰ (seed 001 §2.3, §2.6) against SciPy and closed forms."""
+"""Tests for spectrum divergences and JS⁰ [Zhang24, §2.3, §2.6] against SciPy and closed forms."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +7,7 @@ import scipy.integrate
 import scipy.spatial.distance
 import scipy.stats
 
+from heterogeneity import curvature as hc
 from heterogeneity import metrics as hm
 
 LN2 = np.log(2.0)
@@ -144,7 +145,7 @@ def test_bounded_and_scale_normalized_modes():
 
 
 def test_block_heterogeneity_ordering_seed001_cases():
-    """Seed 001 §3.1: heterogeneous block spectra have a larger JS⁰ than homogeneous ones."""
+    """[Zhang24, §3.1]: heterogeneous block spectra have a larger JS⁰ than homogeneous ones."""
     homo = [[1, 99, 4998], [2, 100, 4999], [3, 101, 5000]]
     hetero = [[1, 2, 3], [99, 100, 101], [4998, 4999, 5000]]
     with jax.enable_x64(True):
@@ -169,3 +170,87 @@ def test_pairwise_helpers_and_validation():
         hm.spectrum_divergence({"a": _spec([1.0])})
     with pytest.raises(ValueError, match="nodes and .weights"):
         hm.spectrum_divergence({"a": 1.0, "b": 2.0})
+
+
+def _numpy_js0(spectra, mode):
+    """JS⁰ from its docstring formula, in float64 NumPy: probe-averaged weights, zero weights
+    ignored, one shared grid, unit-integral Gaussian blurs, mean over pairs b < b'."""
+    xs, ws = [], []
+    for nodes, weights in spectra:
+        nodes, weights = np.asarray(nodes, np.float64), np.asarray(weights, np.float64)
+        xs.append(nodes.ravel())
+        ws.append(weights.ravel() / nodes.shape[0])
+    live = [w > 0 for w in ws]
+    if mode == "scale_normalized":
+        xs = [x / np.abs(x[lv]).max() for x, lv in zip(xs, live)]
+    pooled = np.concatenate([x[lv] for x, lv in zip(xs, live)])
+    lo, hi = pooled.min(), pooled.max()
+    sigma = {"bounded": 0.01 * (hi - lo), "paper": np.sqrt(1e-5), "scale_normalized": 0.02}[mode]
+    pad = 1.0 if mode == "paper" else 5 * sigma
+    grid = np.linspace(lo - pad, hi + pad, 50_000 if mode == "paper" else 2048)
+    dx = grid[1] - grid[0]
+    dens = []
+    for x, w, lv in zip(xs, ws, live):
+        d = np.exp(-0.5 * ((grid[:, None] - x[lv][None]) / sigma) ** 2) @ w[lv] / (np.sqrt(2 * np.pi) * sigma)
+        dens.append(d / (d.sum() * dx))
+
+    def kl(a, b):
+        pos = a >= 4 * np.finfo(np.float64).tiny  # masses below ~1e-307 count as 0 (no 0/0 from underflow)
+        return np.sum(a[pos] * np.log(a[pos] / b[pos]))
+
+    def dist(p, q):
+        if mode == "paper":  # Jeffreys with the 1e-12 density floor
+            p, q = p + 1e-12, q + 1e-12
+            p, q = p / p.sum(), q / q.sum()
+            return kl(p, q) + kl(q, p)
+        p, q = p / p.sum(), q / q.sum()
+        m = 0.5 * (p + q)
+        return np.sqrt(0.5 * kl(p, m) + 0.5 * kl(q, m))
+
+    b = len(dens)
+    return np.mean([dist(dens[i], dens[j]) for i in range(b) for j in range(i + 1, b)])
+
+
+def _four_spectra(rng):
+    out = []
+    for scale in (1.0, 1.3, 0.4, 2.0):
+        nodes = np.sort(scale * rng.normal(1.0, 0.5, size=(2, 5)), axis=1)
+        weights = rng.dirichlet(np.ones(5), size=2)
+        weights[1, 4] = 0.0  # a zero-weight padding step (its node must be ignored)
+        nodes[1, 4] = 1e4
+        weights[1] /= weights[1].sum()
+        out.append((nodes, weights))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["bounded", "paper", "scale_normalized"])
+def test_js0_matches_numpy_float64(mode):
+    spectra = _four_spectra(np.random.default_rng(0))
+    want = _numpy_js0(spectra, mode)
+    with jax.enable_x64(True):
+        as_dict = {f"b{i}": hc.Spectrum(jnp.asarray(n), jnp.asarray(w)) for i, (n, w) in enumerate(spectra)}
+        got = hm.js0(as_dict, mode=mode)
+        assert got.dtype == jnp.float64 and got.shape == ()
+        np.testing.assert_allclose(float(got), want, rtol=1e-8)
+        assert float(got) == float(hm.spectrum_divergence(as_dict, mode=mode).mean)
+        # a stacked BlockwiseSpectrum (what blockwise_slq returns) gives the same number
+        stacked = hc.BlockwiseSpectrum(jnp.stack([jnp.asarray(n) for n, _ in spectra]),
+                                       jnp.stack([jnp.asarray(w) for _, w in spectra]),
+                                       jnp.ones(4, bool), tuple(as_dict))
+        np.testing.assert_allclose(float(hm.js0(stacked, mode=mode)), float(got), rtol=1e-12)
+        assert hm.spectrum_divergence(stacked, mode=mode).labels == tuple(as_dict)
+    got32 = hm.js0([hc.Spectrum(jnp.asarray(n, jnp.float32), jnp.asarray(w, jnp.float32)) for n, w in spectra],
+                   mode=mode)
+    np.testing.assert_allclose(float(got32), want, rtol=1e-3)  # float32 blur and logs of a 2048-50 000 point grid
+    if mode != "paper":
+        assert 0.0 < want <= np.sqrt(np.log(2))
+
+
+def test_js0_rejects_bad_input():
+    one = hc.Spectrum(jnp.ones((1, 2)), jnp.full((1, 2), 0.5))
+    with pytest.raises(ValueError, match="at least two block spectra"):
+        hm.js0({"a": one})
+    with pytest.raises(ValueError, match="mode must be"):
+        hm.js0({"a": one, "b": one}, mode="js")
+    with pytest.raises(ValueError, match="BlockwiseSpectrum"):
+        hm.js0(hc.BlockwiseNorms(jnp.ones(2), jnp.ones(2, bool), ("a", "b")))

@@ -1,4 +1,4 @@
-"""Tests for ℓ∞ geometry and Φ-smoothness (seed 003 Def. 3.9, Table 1) against dense NumPy references."""
+"""Tests for ℓ∞ geometry and Φ-smoothness [Xie24, Def. 3.9, Table 1] against dense NumPy references."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +31,7 @@ def test_linf_geometry_matches_numpy():
 
 
 def test_table1_unrotated_sigma():
-    """Seed 003 §4.1: Σ = diag(1 ×11, 1/2², …, 1/990²), d = 1000: (1,1)-norm/d = 0.01164, ‖Σ‖₂ = 1."""
+    """[Xie24, §4.1]: Σ = diag(1 ×11, 1/2², …, 1/990²), d = 1000: (1,1)-norm/d = 0.01164, ‖Σ‖₂ = 1."""
     with jax.enable_x64(True):
         diag = np.r_[np.ones(11), 1.0 / np.arange(2, 991) ** 2]
         # ‖Σ‖₂ = max Σ_ii = 1 is passed in: a dense 1000×1000 eigendecomposition is too slow for CI
@@ -58,7 +58,7 @@ def test_flat_block_ids_and_blockwise_geometry():
     np.testing.assert_allclose(bg.spectral, [spec(b) for b in blocks], rtol=1e-5)
     np.testing.assert_allclose(bg.sizes, [2, 6])
     np.testing.assert_allclose(bg.ratio, [np.abs(b).sum() / (len(b) * spec(b)) for b in blocks], rtol=1e-5)
-    nm = hm.block_norm_matrix(jnp.asarray(h), ids)
+    nm = hm.blockwise_norm_matrix(jnp.asarray(h), ids)
     np.testing.assert_allclose(nm[0, 1], np.linalg.norm(h[:2, 2:], 2), rtol=1e-5)
     with pytest.raises(ValueError, match="one entry per coordinate"):
         hm.blockwise_linf_geometry(jnp.asarray(h), ids[:-1])
@@ -86,7 +86,7 @@ def test_phi_smoothness_against_slsqp_and_closed_forms():
         assert got.value == pytest.approx(_slsqp_reference(h, ref_ids), rel=1e-6)
         assert got.gap <= 1e-9 * got.value
         assert got.lower - 1e-9 <= got.value <= got.upper + 1e-9
-    # AdaSGD: one block, H(L, Φ) = d‖H‖₂ (seed 003 §3.3)
+    # AdaSGD: one block, H(L, Φ) = d‖H‖₂ [Xie24, §3.3]
     assert hm.phi_smoothness(h, "adasgd").value == pytest.approx(5 * spec(h), rel=1e-8)
     # [[0, c], [c, 0]] under Adam: 2|c| = ‖H‖_{1,1}
     assert hm.phi_smoothness(np.array([[0.0, -1.5], [-1.5, 0.0]]), "adam").value == pytest.approx(3.0, rel=1e-8)
@@ -132,7 +132,7 @@ def test_phi_smoothness_bounds_from_estimates():
     ids = np.array([0, 0, 1, 1, 1, 2])
     exact = hm.phi_smoothness(h, ids)
     bg = hm.blockwise_linf_geometry(jnp.asarray(h), ids)
-    nm = hm.block_norm_matrix(jnp.asarray(h), ids)
+    nm = hm.blockwise_norm_matrix(jnp.asarray(h), ids)
     b1 = hm.phi_smoothness_bounds(bg.spectral, bg.sizes, block_norms=nm)
     assert float(b1.lower) == pytest.approx(exact.lower, rel=1e-5)
     assert float(b1.upper) == pytest.approx(exact.upper, rel=1e-5)
@@ -214,10 +214,10 @@ with jax.enable_x64(True):
     ids = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))  # scattered, non-contiguous blocks
     members = [np.flatnonzero(ids == b) for b in range(len(sizes))]
     t0 = time.time()
-    eager = hm.block_norm_matrix(jnp.asarray(h), ids)
-    jitted = jax.jit(lambda x: hm.block_norm_matrix(x, ids))(jnp.asarray(h))
+    eager = hm.blockwise_norm_matrix(jnp.asarray(h), ids)
+    jitted = jax.jit(lambda x: hm.blockwise_norm_matrix(x, ids))(jnp.asarray(h))
     # labels (strings) cannot leave a jit: return the array fields
-    geo = hm.BlockLinfGeometry(*jax.jit(lambda x: hm.blockwise_linf_geometry(x, ids)[:-1])(jnp.asarray(h)), None)
+    geo = hm.BlockwiseLinfGeometry(*jax.jit(lambda x: hm.blockwise_linf_geometry(x, ids)[:-1])(jnp.asarray(h)), None)
     geo_eager = hm.blockwise_linf_geometry(jnp.asarray(h), ids)
     jax.block_until_ready((eager, jitted, geo, geo_eager))
     ref = np.array([[np.linalg.norm(h[np.ix_(i, j)], 2) for j in members] for i in members])

@@ -11,7 +11,7 @@ from heterogeneity import tree as ht
 
 
 def gini_pairwise(x):
-    """Seed 000 App. D.5: Σ_i Σ_j |x_i − x_j| / (2 n² x̄)."""
+    """[Tomihari25, App. D.5]: Σ_i Σ_j |x_i − x_j| / (2 n² x̄)."""
     x = np.asarray(x, np.float64)
     n = len(x)
     return np.abs(x[:, None] - x[None, :]).sum() / (2 * n * n * x.mean())
@@ -75,7 +75,7 @@ def _grads():
 def test_block_norms_and_shares_match_numpy():
     grads = _grads()
     p = hp.by_leaf(grads)
-    bn = hm.block_grad_norms(grads, partition=p)
+    bn = hm.blockwise_grad_norms(grads, partition=p)
     named = {path: np.asarray(x) for path, x in ht.leaves_with_paths(grads)}
     assert bn.labels == tuple(named)
     np.testing.assert_allclose(bn.norms, [np.linalg.norm(x) for x in named.values()], rtol=1e-6)

@@ -1,4 +1,4 @@
-"""Tests for Λ_G, Λ_P (seed 000 Def. 4.5) and the trajectory version (App. D.9, Table S.9)."""
+"""Tests for Λ_G, Λ_P ([Tomihari25, Def. 4.5]) and the trajectory version (App. D.9, Table S.9)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,7 +109,7 @@ def _tiny_coupled():
     return loss_fn, params, batch
 
 
-def test_block_hessian_norms_against_dense_float64():
+def test_blockwise_hessian_norms_against_dense_float64():
     from heterogeneity import partition as hp
     from heterogeneity.tree import ravel
 
@@ -118,27 +118,29 @@ def test_block_hessian_norms_against_dense_float64():
         flat, unravel = ravel(params)
         h = np.asarray(jax.hessian(lambda y: loss_fn(unravel(y), batch))(flat))
         part = hp.by_leaf(params)
-        got = hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=8)
+        got = hm.blockwise_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=8)
         # num_steps ≥ d_b: the blockwise Lanczos norms are exact (blocks a = [0, 3), w = [3, 9))
-        np.testing.assert_allclose(got["a"], np.abs(np.linalg.eigvalsh(h[:3, :3])).max(), rtol=1e-10)
-        np.testing.assert_allclose(got["w"], np.abs(np.linalg.eigvalsh(h[3:, 3:])).max(), rtol=1e-10)
+        assert got.labels == ("a", "w") and bool(np.all(np.asarray(got.finite)))
+        np.testing.assert_allclose(got.block("a"), np.abs(np.linalg.eigvalsh(h[:3, :3])).max(), rtol=1e-10)
+        np.testing.assert_allclose(got.block("w"), np.abs(np.linalg.eigvalsh(h[3:, 3:])).max(), rtol=1e-10)
 
 
-def test_block_hessian_norms_nonfinite_and_bad_arguments():
+def test_blockwise_hessian_norms_nonfinite_and_bad_arguments():
     from heterogeneity import partition as hp
 
     with jax.enable_x64(True):
         loss_fn, params, batch = _tiny_coupled()
         part = hp.by_leaf(params)
         bad = {"x": batch["x"].at[1, 2].set(jnp.nan)}
-        got = hm.block_hessian_norms(loss_fn, params, bad, jax.random.key(0), partition=part, num_steps=4)
-        assert set(got) == {"a", "w"} and all(np.isnan(float(v)) for v in got.values())  # never a silent 0
+        got = hm.blockwise_hessian_norms(loss_fn, params, bad, jax.random.key(0), partition=part, num_steps=4)
+        assert got.labels == ("a", "w") and np.all(np.isnan(np.asarray(got.value)))  # never a silent 0
+        assert not np.any(np.asarray(got.finite))
         for n in (0, -1, 1.5, True):
             with pytest.raises(ValueError, match="num_steps"):
-                hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=n)
+                hm.blockwise_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, num_steps=n)
         with pytest.raises(ValueError, match="reortho"):
-            hm.block_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, reortho="partial")
+            hm.blockwise_hessian_norms(loss_fn, params, batch, jax.random.key(0), partition=part, reortho="partial")
         ints = dict(params, n=jnp.arange(2))
         with pytest.raises(ValueError, match=r"params leaf \['n'\]"):
-            hm.block_hessian_norms(lambda p, b: loss_fn({"a": p["a"], "w": p["w"]}, b), ints, batch,
-                                   jax.random.key(0), partition=hp.by_leaf(ints))
+            hm.blockwise_hessian_norms(lambda p, b: loss_fn({"a": p["a"], "w": p["w"]}, b), ints, batch,
+                                       jax.random.key(0), partition=hp.by_leaf(ints))

@@ -135,7 +135,7 @@ def sym_kl_matrix(dens: np.ndarray, dx: float, floor: float) -> np.ndarray:
 
 # ============================================================================ gradient statistics
 def gini_pairwise(x: np.ndarray) -> float:
-    """Σ_i Σ_j |x_i − x_j| / (2 n Σ x): the O(n²) definition (seed 000 App. D.5)."""
+    """Σ_i Σ_j |x_i − x_j| / (2 n Σ x): the O(n²) definition ([Tomihari25, App. D.5])."""
     x = np.asarray(x, np.float64)
     return float(np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) * x.sum())) if x.sum() > 0 else 0.0
 
@@ -164,7 +164,7 @@ def assert_measure_equals_eigh(nodes, weights, hb, v, *, cdf_tol, node_tol, heav
     np.testing.assert_allclose(weights.sum(), 1.0, atol=cdf_tol)
 
 
-# ============================================================================ Λ_G, Λ_P (seed 000 Def. 4.5)
+# ============================================================================ Λ_G, Λ_P ([Tomihari25, Def. 4.5])
 def ref_weighted_hessian_norms(g2, h, sizes) -> dict:
     """Λ_G = Σ_b (g2_b / Σ g2) |h_b| (NaN where Σ g2 = 0) and Λ_P = Σ_b (P_b / P) |h_b| over the last axis."""
     g2, h, p = (np.asarray(x, np.float64) for x in (g2, h, sizes))
@@ -179,7 +179,7 @@ def ref_weighted_hessian_norms(g2, h, sizes) -> dict:
 
 
 def ref_weighted_hessian_norms_trajectory(g2, h, sizes) -> dict:
-    """seed 000 App. D.9: sup over iterates of Λ_G (iterates with zero gradient skipped) and of Λ_P."""
+    """[Tomihari25, App. D.9]: sup over iterates of Λ_G (iterates with zero gradient skipped) and of Λ_P."""
     g2 = np.asarray(g2, np.float64)
     h = np.broadcast_to(np.asarray(h, np.float64), g2.shape)
     lg, lp = [], []
@@ -194,7 +194,7 @@ def ref_weighted_hessian_norms_trajectory(g2, h, sizes) -> dict:
             "argmax_g": arg}
 
 
-# ============================================================================ ℓ∞ geometry (seed 003 Table 1)
+# ============================================================================ ℓ∞ geometry ([Xie24, Table 1])
 def ref_linf_geometry(h) -> dict:
     """‖H‖_{1,1}, ‖H‖₂ = max|λ|, d, ‖H‖_{1,1}/d, d‖H‖₂ and ‖H‖_{1,1}/(d‖H‖₂) of a dense symmetric H."""
     h = np.asarray(h, np.float64)

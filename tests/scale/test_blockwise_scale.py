@@ -77,12 +77,12 @@ def test_blockwise_slq_86_blocks_matches_dense_eigh(dense):
                                                    num_probes=NUM_PROBES))
     spectra = run(params, batch, key)
     labels = expected_labels(params)
-    assert set(spectra) == set(labels)
+    assert spectra.labels == tuple(part.labels(params)) and set(spectra.labels) == set(labels)  # partition order
     exact_blocks = moment_blocks = 0
     for b, (label, ix) in enumerate(block_indices(params).items()):
         hb = dense[np.ix_(ix, ix)]
         scale = np.abs(np.linalg.eigvalsh(hb)).max()
-        s = spectra[label]
+        s = spectra.block(label)
         assert s.nodes.shape == s.weights.shape == (NUM_PROBES, NUM_STEPS) and s.nodes.dtype == jnp.float32
         nodes, weights = np.asarray(s.nodes, np.float64), np.asarray(s.weights, np.float64)
         assert np.all(np.isfinite(nodes)) and np.all(np.isfinite(weights)), label
@@ -117,11 +117,11 @@ def test_blockwise_top_eigenvalue_48_blocks_matches_dense_eigh(dense):
     assert len(idx) == 48 and steps > 200
     tops = jax.jit(lambda p, b, k: hc.blockwise_top_eigenvalue(loss_fn, p, b, k, partition=part, num_steps=steps))(
         params, batch, jax.random.key(2))
-    assert set(tops) == set(idx)
+    assert set(tops.labels) == set(idx) and len(tops) == len(idx)
     for label, ix in idx.items():
         lam = np.linalg.eigvalsh(dense[np.ix_(ix, ix)])
         scale = np.abs(lam).max()
-        value, bound = float(tops[label].value), float(tops[label].error_bound)
+        value, bound = float(tops.block(label).value), float(tops.block(label).error_bound)
         assert np.isfinite(value) and np.isfinite(bound), label
         assert abs(value - lam[-1]) <= 1e-4 * scale, (label, value, lam[-1], scale)
         assert bound <= 1e-3 * scale, (label, bound, scale)

@@ -1,7 +1,7 @@
 """Scale validation of the gradient, Λ, ℓ∞-geometry and (1,1)-norm diagnostics at 40–150 blocks.
 
 The unit tests of `metrics._gradient`, `_lambda`, `_geometry` and `curvature.l11_norm` /
-`block_l11_norms` run on 2–6 blocks; jax 0.10.2 miscompiled XLA:CPU programs that were right
+`blockwise_l11_norm_matvec` run on 2–6 blocks; jax 0.10.2 miscompiled XLA:CPU programs that were right
 up to 16 rows and wrong from 17 on. Here every function runs on the block counts users have
 (50 and 61 blocks for the curvature and geometry programs, 150 for the cheap reductions),
 with odd block sizes, size-1 blocks (`Elementwise` leaves, scalar and (1,) leaves), leaves
@@ -109,7 +109,7 @@ class Layout:
         self.sizes = np.array([len(self.index[label]) for label in self.labels], np.float64)
         number = {label: b for b, label in enumerate(self.labels)}
         self.ids = np.array([number[label] for label in lab])
-        # `block_l11_norms(diagonal=True)` packs the blocks touching the same leaves side by side
+        # `blockwise_l11_norm_matvec(diagonal=True)` packs the blocks touching the same leaves side by side
         leaf = leaf_numbers(tree)
         touch = [tuple(np.unique(leaf[self.index[label]])) for label in self.labels]
         self.packed = np.array([max(int(s) for t2, s in zip(touch, self.sizes) if t2 == t) for t in touch])
@@ -268,7 +268,7 @@ def test_block_norms_shares_gini_150_blocks(dtype):
     with _precision(dtype):
         grads, flat, lay = wide_gradient(jnp.dtype(dtype))
         norms, sizes, normalized, shares, g = _ref_gradient_stats(flat, lay)
-        bn = jit_labelled(lambda t: hm.block_grad_norms(t, partition=WIDE))(grads)
+        bn = jit_labelled(lambda t: hm.blockwise_grad_norms(t, partition=WIDE))(grads)
         assert bn.labels == lay.labels and bn.norms.dtype == jnp.dtype(dtype)
         np.testing.assert_allclose(np.asarray(bn.norms, np.float64), norms, rtol=rtol)
         np.testing.assert_allclose(np.asarray(bn.sq_norms, np.float64), norms**2, rtol=2 * rtol)
@@ -537,7 +537,7 @@ def test_linf_geometry_and_blockwise_at_50_and_61_blocks(dtype):
             neg = [b for b in range(num) if -np.linalg.eigvalsh(h[np.ix_(ids == b, ids == b)]).min() == bref["spectral"][b]]
             assert len(neg) >= 5  # blocks whose norm is a negative eigenvalue
 
-            nm = np.asarray(hm.block_norm_matrix(hj, ids), np.float64)
+            nm = np.asarray(hm.blockwise_norm_matrix(hj, ids), np.float64)
             nref = ref_block_norm_matrix(h, ids)
             assert nm.shape == (num, num)
             np.testing.assert_allclose(nm, nref, rtol=rtol_spec, atol=0)
@@ -559,9 +559,9 @@ def _error_scale(a, u, x, v, rows, cols):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_l11_sketches_match_the_same_probes_at_50_blocks(dtype):
-    """`l11_norm` (50 probes: even, the median interpolates), `block_l11_norms` (rows of each block, same
-    probes) and `block_l11_norms(diagonal=True)` (51 block-confined probes per block, vmapped over 7
-    packed groups), all jitted on the `linearized_hvp` of the 50-block problem, against the same
+    """`l11_norm` (50 probes: even, the median interpolates), `blockwise_l11_norm_matvec` (rows of each
+    block, same probes) and `blockwise_l11_norm_matvec(diagonal=True)` (51 block-confined probes per block,
+    vmapped over 7 packed groups), all jitted on the `linearized_hvp` of the 50-block problem, against the same
     estimator in float64 NumPy with the same Cauchy vectors (rigorous rounding brackets)."""
     eps = EPS[dtype]
     with _precision(dtype):
@@ -575,8 +575,9 @@ def test_l11_sketches_match_the_same_probes_at_50_blocks(dtype):
         @jax.jit
         def run(p, b, k, kd):
             mv = hc.linearized_hvp(quad_loss, p, b)
-            return (hc.l11_norm(mv, p, k, num_probes=50), hc.block_l11_norms(mv, p, k, partition=QUAD, num_probes=50),
-                    hc.block_l11_norms(mv, p, kd, partition=QUAD, num_probes=51, diagonal=True))
+            return (hc.l11_norm(mv, p, k, num_probes=50),
+                    hc.blockwise_l11_norm_matvec(mv, p, k, partition=QUAD, num_probes=50),
+                    hc.blockwise_l11_norm_matvec(mv, p, kd, partition=QUAD, num_probes=51, diagonal=True))
 
         full, rows_by_block, diag = run(params, batch, key, key_diag)
         assert bool(full.finite)
@@ -595,18 +596,18 @@ def test_l11_sketches_match_the_same_probes_at_50_blocks(dtype):
         assert width < (5e-3 if dtype == "float32" else 1e-11), width  # the bracket is tight
 
         # rows of each block (same probes)
-        assert sorted(rows_by_block) == sorted(lay.labels)  # a dict out of jit comes back key-sorted
+        assert rows_by_block.labels == tuple(lay.labels)  # partition order, through jit
         for label, ix in lay.index.items():
-            got = float(rows_by_block[label])
+            got = float(rows_by_block.block(label))
             assert lo[ix].sum() * (1 - gamma) <= got <= hi[ix].sum() * (1 + gamma), (label, got, mid[ix].sum())
 
         # diagonal blocks: probes split(fold_in(key, b), 51) of the packed length, first d_b entries
-        assert sorted(diag) == sorted(lay.labels)
+        assert diag.labels == tuple(lay.labels)
         widths = []
         for b, (label, ix) in enumerate(lay.index.items()):
             vb = _cauchy(jax.random.split(jax.random.fold_in(key_diag, b), 51), int(lay.packed[b]), dt)[:, :len(ix)]
             lo_b, mid_b, hi_b = median_bracket(h[np.ix_(ix, ix)] @ vb.T, tau * _error_scale(a, u, x, vb, ix, ix), axis=1)
-            got = float(diag[label])
+            got = float(diag.block(label))
             g_b = len(ix) * eps
             assert lo_b.sum() * (1 - g_b) - 1e-300 <= got <= hi_b.sum() * (1 + g_b), (label, got, mid_b.sum())
             widths.append((hi_b.sum() - lo_b.sum()) / mid_b.sum())
@@ -630,13 +631,13 @@ def test_l11_sketch_estimates_the_dense_norms():
     @jax.jit
     def run(p, b, k):
         mv = hc.linearized_hvp(quad_loss, p, b)
-        return hc.l11_norm(mv, p, k, num_probes=n).value, hc.block_l11_norms(mv, p, k, partition=QUAD, num_probes=n,
-                                                                             diagonal=True)
+        return hc.l11_norm(mv, p, k, num_probes=n).value, hc.blockwise_l11_norm_matvec(
+            mv, p, k, partition=QUAD, num_probes=n, diagonal=True)
 
     value, diag = run(params, batch, jax.random.key(2024))
     assert abs(float(value) / np.abs(h).sum() - 1) < 3 * sd
     true = np.array([np.abs(h[np.ix_(ix, ix)]).sum() for ix in lay.index.values()])
-    est = np.array([float(diag[label]) for label in lay.labels])
+    est = np.array([float(diag.block(label)) for label in lay.labels])
     assert abs(est.sum() / true.sum() - 1) < 3 * sd
     ones = lay.sizes == 1
     k = int(ones.sum())

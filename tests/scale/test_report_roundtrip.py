@@ -235,7 +235,7 @@ def test_derived_numbers_match_their_stored_inputs(run):
     sizes = np.asarray(r["blocks"]["sizes"], np.float64)
     d = sizes.sum()
 
-    # gradient heterogeneity (seed 000 App. C.2, D.5, Table S.6)
+    # gradient heterogeneity ([Tomihari25, App. C.2, D.5, Table S.6])
     g = r["gradient"]
     norms = np.asarray(g["norms"], np.float64)
     assert norms.shape == (len(labels),) and np.all(norms > 0)
@@ -252,7 +252,7 @@ def test_derived_numbers_match_their_stored_inputs(run):
     h = np.array([np.abs(n[w > 0]).max() for n, w in _stored_spectra(r, labels)])
     np.testing.assert_array_equal(r["block_hessian_norm"], h)
 
-    # Λ_G, Λ_P (seed 000 Def. 4.5)
+    # Λ_G, Λ_P ([Tomihari25, Def. 4.5])
     lam_g = np.sum(norms**2 / np.sum(norms**2) * h)
     lam_p = np.sum(sizes / d * h)
     np.testing.assert_allclose(r["lambda"]["lambda_G"], lam_g, rtol=1e-5)
@@ -260,14 +260,14 @@ def test_derived_numbers_match_their_stored_inputs(run):
     np.testing.assert_allclose(r["lambda"]["ratio"], lam_g / lam_p, rtol=1e-5)
     np.testing.assert_allclose(r["lambda"]["ratio"], r["lambda"]["lambda_G"] / r["lambda"]["lambda_P"], rtol=1e-6)
 
-    # gradient–Hessian correlation (seed 000 Fig. 1)
+    # gradient–Hessian correlation ([Tomihari25, Fig. 1])
     corr = r["grad_hessian_correlation"]
     np.testing.assert_allclose(corr["spearman"], scipy.stats.spearmanr(norms, h).statistic, rtol=0, atol=1e-5)
     ok = (norms > 0) & (h > 0)
     pearson_log = np.corrcoef(np.log10(norms[ok]), np.log10(h[ok]))[0, 1]
     np.testing.assert_allclose(corr["pearson_log"], pearson_log, rtol=0, atol=1e-5)
 
-    # geometry (seed 003 Alg. 4, Table 1): the (1,1)-norm is the sum of the per-row medians
+    # geometry ([Xie24, Alg. 4, Table 1]): the (1,1)-norm is the sum of the per-row medians
     geo = r["geometry"]
     rows = np.asarray(geo["block_rows_l11"], np.float64)
     assert rows.shape == (len(labels),) and np.all(rows > 0)
