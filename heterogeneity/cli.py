@@ -1,6 +1,7 @@
 """`heterogeneity` console entry point.
 
-    heterogeneity report [--model gpt] [--data shakespeare] [--checkpoint params.npz] [--out report/]
+    heterogeneity report [--model gpt | --model mypkg.mymodule:build] [--data shakespeare] [--checkpoint params.npz]
+                         [--partition leaf] [--blocks all | weights] [--out report/]
     heterogeneity sweep --config configs/quadratic_cases.py --out results/quadratic_cases [--shard 0/4]
     heterogeneity plot results/quadratic_cases
     heterogeneity selftest [--quick] [--timeout 120]
@@ -46,13 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("report", help="gradient heterogeneity, blockwise spectra, JS0, Lambda, l_inf geometry")
-    rep.add_argument("--model", default="gpt", help="gpt | transformer | vit | mixer | mlp | cnn (default: gpt)")
+    rep.add_argument("--model", default="gpt",
+                     help="gpt | transformer | vit | mixer | mlp | cnn (default: gpt), or your own model as "
+                          "package.module:function, a function of no arguments returning (loss_fn, params, batch) "
+                          "(heterogeneity.experiment.ReportInputs; the current directory is searched first)"),
     rep.add_argument("--data", default=None,
                      help="shakespeare | digits | synthetic | PATH to a text file (default: the model's natural data)")
-    rep.add_argument("--norm", default="pre", choices=["pre", "post", "none"], help="LN placement of transformers")
+    rep.add_argument("--norm", default=None, choices=["pre", "post", "none"],
+                     help="LN placement of the built-in transformers (default: pre)")
     rep.add_argument("--checkpoint", default=None, help=".npz parameter checkpoint (default: initial params)")
     rep.add_argument("--partition", default="leaf", choices=["leaf", "role", "layer"],
-                     help="parameter blocks: one per tensor as in the papers (default), by role, or by layer")
+                     help="parameter blocks (heterogeneity.partition.from_name): leaf = one per tensor as in the "
+                          "papers (default), role = per layer and role, layer = per repeated layer")
+    rep.add_argument("--blocks", default="all", choices=["all", "weights"],
+                     help="blocks behind the headline Gini, JS0 and verdict: all (default) or weights = kernels and "
+                          "embeddings only, no bias or norm blocks, as [Zhang24, App. D.1]; report.md shows both")
     rep.add_argument("--out", default=None,
                      help="output directory (default: ./report, or ./report-quick with --quick)")
     rep.add_argument("--seed", type=int, default=0)
@@ -60,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--microbatches", type=int, default=1, help="split the batch into this many micro-batches")
     rep.add_argument("--slq-steps", type=int, default=None, help="Lanczos steps per block (default: preset)")
     rep.add_argument("--slq-probes", type=int, default=None,
-                     help="SLQ probes per block (default 2; seed 001 uses 10)")
+                     help="SLQ probes per block (default 2; [Zhang24] uses 10)")
     rep.add_argument("--l11-probes", type=int, default=None, help="Cauchy probes for the (1,1)-norm sketch")
     rep.add_argument("--quick", action="store_true",
-                     help="tiny model and few probes (a smoke run, ~40 s; writes ./report-quick unless --out)")
+                     help="tiny model and few probes (a smoke run, ~40 s; writes ./report-quick unless --out, and "
+                          "never over a full report)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_compile_cache(rep)
 

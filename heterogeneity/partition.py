@@ -3,8 +3,8 @@
 A `Partition` maps every leaf of a parameter pytree to a block label, or cuts one leaf
 into several blocks (`Split`, e.g. one block per attention head as Adam-mini does), or
 makes every scalar its own block (`Elementwise`). The same object drives blockwise Adam
-(seed 003 Algorithm 3), blockwise SLQ spectra (seed 001 App. C.2), block gradient norms
-and Gini coefficients (seed 000 App. C.2, D.5), and converts to the labels
+[Xie24, Algorithm 3], blockwise SLQ spectra [Zhang24, App. C.2], block gradient norms
+and Gini coefficients [Tomihari25, App. C.2, D.5], and converts to the labels
 `optax.partition` takes.
 
 A partition is a rule; `Partition.layout(params)` resolves it against the static paths and
@@ -44,6 +44,12 @@ __all__ = [
     "from_fn",
     "single_block",
     "by_coordinate",
+    "from_name",
+    "PARTITION_NAMES",
+    "is_weight",
+    "weight_blocks",
+    "block_selection",
+    "BLOCK_SELECTIONS",
     "ROLES",
     "LAYER_PATTERN",
 ]
@@ -411,19 +417,34 @@ def from_fn(fn: Callable[[str], str | Split | Elementwise | None], *, name: str 
     return Partition(fn, name=name or getattr(fn, "__name__", "custom"))
 
 
-def by_leaf(params: PyTree) -> Partition:
-    """One block per leaf, labelled by its path; pinned to the paths and shapes of ``params``."""
+def _leaf_path(path: str) -> str:
+    return path
+
+
+def by_leaf(params: PyTree | None = None) -> Partition:
+    """One block per leaf (parameter tensor), labelled by its path: the blocks of [Tomihari25,
+    App. C.2] and [Zhang24, App. C.2].
+
+    Without ``params`` it is a rule, resolved lazily against whatever pytree it is used on
+    (``hp.by_leaf()`` works for any model). With ``params`` it is also pinned to their paths and
+    shapes: using it on other params raises `ValueError` naming the difference.
+
+        >>> by_leaf().labels({"w": np.zeros((2, 3)), "b": np.zeros(3)})
+        ('b', 'w')
+    """
+    if params is None:
+        return Partition(_leaf_path, name="by_leaf")
     expected = {p: tuple(int(s) for s in jnp.shape(x)) for p, x in leaves_with_paths(params)}
-    return Partition(lambda path: path, name="by_leaf", expected=expected)
+    return Partition(_leaf_path, name="by_leaf", expected=expected)
 
 
 def single_block(label: str = "all") -> Partition:
-    """All parameters in one block (the AdaSGD extreme of blockwise Adam, seed 003 Alg. 2)."""
+    """All parameters in one block (the AdaSGD extreme of blockwise Adam, [Xie24, Algorithm 2])."""
     return Partition(lambda path: label, name=f"single_block({label!r})")
 
 
 def by_coordinate() -> Partition:
-    """Every scalar its own block (the Adam extreme of blockwise Adam, seed 003 Alg. 3)."""
+    """Every scalar its own block (the Adam extreme of blockwise Adam, [Xie24, Algorithm 3])."""
     return Partition(Elementwise, name="by_coordinate")
 
 
@@ -503,7 +524,7 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("mlp_out", r"(?:mlp|ffn|feed_forward|\w*mixing)/(?:fc_out|fc2|down\w*|wo|c_proj)(?:/|$)"),
     ("head", r"(?:^|/)(?:head|lm_head|classifier)(?:/|$)"),
 )
-"""Ordered (role, pattern) rules of `by_role`: the parameter types seed 001 treats as blocks."""
+"""Ordered (role, pattern) rules of `by_role`: the parameter types [Zhang24] treats as blocks."""
 
 
 def by_role(
@@ -515,7 +536,7 @@ def by_role(
 ) -> Partition:
     """Blocks by parameter role: embedding, query, key, value, attn_out, mlp_in, mlp_out, norm, head, bias.
 
-    These are the block types of seed 001 (Fig. 4, App. D.2). With ``per_layer`` the label is
+    These are the block types of [Zhang24, Fig. 4, App. D.2]. With ``per_layer`` the label is
     prefixed by the layer (``layers/3/query``), so every layer's Q is its own block; without
     it all queries form one block. ``bias="separate"`` gives biases (outside norms) their own
     role; ``bias="with_weight"`` keeps them in their module's role. An MLP-mixer's two MLPs keep
@@ -543,3 +564,99 @@ def by_role(
         return f"{m.group(1)}/{role}" if m else role
 
     return Partition(rule, name=f"by_role(per_layer={per_layer})")
+
+
+# ---------------------------------------------------------------------- names and selections
+PARTITION_NAMES: dict[str, str] = {
+    "leaf": "one block per parameter tensor, labelled by its path: the blocks of [Tomihari25, App. C.2] and "
+            "[Zhang24, App. C.2] (`by_leaf()`)",
+    "role": "one block per role and layer (layers/0/query, layers/0/mlp_in, ..., embedding, head, bias); leaves "
+            "that match no role go to 'other' (`by_role(per_layer=True, default='other')`)",
+    "layer": "one block per repeated layer (layers/3, blocks.0, h/2); other leaves grouped by their top-level "
+             "module: embed, final_norm, head (`by_layer()`)",
+    "single": "all parameters in one block: AdaSGD, the one-block extreme of blockwise Adam [Xie24, Algorithm 2] "
+              "(`single_block('all')`)",
+    "coordinate": "every scalar its own block: Adam, the other extreme [Xie24, Algorithm 3] (`by_coordinate()`)",
+}
+"""The partition names `from_name` knows, each with what it builds (the CLI's ``--partition`` and a
+sweep config's ``opt.partition`` take these strings)."""
+
+
+def from_name(name: str) -> Partition:
+    """The partition a name stands for: the one string-to-partition map of the CLI and the configs.
+
+    Names (`PARTITION_NAMES`): ``"leaf"`` = `by_leaf()`, ``"role"`` =
+    ``by_role(per_layer=True, default="other")``, ``"layer"`` = `by_layer()`, ``"single"`` =
+    ``single_block("all")``, ``"coordinate"`` = `by_coordinate()`. Every one is a rule that needs
+    no params: it resolves against the pytree it is used on.
+
+        >>> from_name("layer").labels({"layers": [{"w": np.zeros(2)}, {"w": np.zeros(2)}], "head": np.zeros(3)})
+        ('head', 'layers/0', 'layers/1')
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones and a close match).
+    """
+    if not isinstance(name, str) or name not in PARTITION_NAMES:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(PARTITION_NAMES), n=2) if isinstance(name, str) else []
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown partition name {name!r}.{hint} Valid: {', '.join(PARTITION_NAMES)}")
+    if name == "leaf":
+        return by_leaf()
+    if name == "role":
+        return by_role(per_layer=True, default="other")
+    if name == "layer":
+        return by_layer()
+    if name == "single":
+        return single_block("all")
+    return by_coordinate()
+
+
+_NORM_MODULE = re.compile(dict(ROLES)["norm"])
+
+
+def is_weight(path: str) -> bool:
+    """Whether the leaf at ``path`` is a weight: a kernel or an embedding, not a bias or a norm parameter.
+
+    A leaf is *not* a weight when its last path component is ``bias`` or when it lies in a
+    normalization module (the ``"norm"`` pattern of `ROLES`: ``final_norm``, ``norm_attn``,
+    ``ln_1``, ``bn1``, ``layer_norm``, ...). This is the block set of [Zhang24, App. D.1],
+    which leaves BatchNorm and LayerNorm out of its blockwise spectra (its ResNet convolutions
+    have no bias).
+
+        >>> [is_weight(p) for p in ("layers/0/attn/query/kernel", "head/bias", "final_norm/scale", "embed/embedding")]
+        [True, False, False, True]
+    """
+    return path.split("/")[-1] != "bias" and not _NORM_MODULE.search(path)
+
+
+BLOCK_SELECTIONS: dict[str, str] = {
+    "all": "every block of the partition",
+    "weights": "blocks made only of kernels and embeddings (no bias or norm leaf), as [Zhang24, App. D.1]",
+}
+"""The block selections `block_selection` (and ``heterogeneity report --blocks``) know."""
+
+
+def weight_blocks(partition: Partition, params: PyTree) -> tuple[str, ...]:
+    """Labels of the blocks of ``partition`` whose every leaf is a weight (`is_weight`), in partition order.
+
+    A block that mixes weights with bias or norm leaves (e.g. a whole layer under `by_layer`) is
+    not a weight block: the partition cannot separate them.
+    """
+    paths = partition.block_paths(params)
+    return tuple(label for label in partition.labels(params) if all(is_weight(p) for p in paths[label]))
+
+
+def block_selection(partition: Partition, params: PyTree, blocks: str = "all") -> tuple[str, ...]:
+    """Labels of the blocks ``blocks`` selects (`BLOCK_SELECTIONS`), in partition order.
+
+    ``"all"``: every block; ``"weights"``: `weight_blocks`. Use the labels to restrict a
+    diagnostic, e.g. ``curvature.blockwise_slq(..., blocks=block_selection(p, params, "weights"))``.
+
+    Raises:
+        ValueError: an unknown selection.
+    """
+    if blocks not in BLOCK_SELECTIONS:
+        raise ValueError(f"unknown block selection {blocks!r}; choose from {', '.join(BLOCK_SELECTIONS)}")
+    return partition.labels(params) if blocks == "all" else weight_blocks(partition, params)

@@ -223,3 +223,91 @@ def test_by_role_keeps_mixer_token_and_channel_mlps_apart():
     assert sizes == {"layers/0/channel_mixing/bias": 8, "layers/0/channel_mixing/mlp_in": 32,
                      "layers/0/channel_mixing/mlp_out": 32, "layers/0/token_mixing/bias": 8,
                      "layers/0/token_mixing/mlp_in": 32, "layers/0/token_mixing/mlp_out": 32}
+
+
+def test_by_leaf_without_params_is_a_lazy_rule():
+    """`hp.by_leaf()` (what three error messages advise) needs no params; with params it keeps its pin."""
+    params = transformer_like()
+    lazy, pinned = hp.by_leaf(), hp.by_leaf(params)
+    assert lazy.labels(params) == pinned.labels(params) == ht.paths(params)
+    assert lazy.sizes(params) == pinned.sizes(params) == {p: int(np.size(x)) for p, x in ht.leaves_with_paths(params)}
+    np.testing.assert_array_equal(lazy.block_sq_norms(params), pinned.block_sq_norms(params))
+    other = {"a": jnp.ones(3), "c": jnp.ones((2, 2))}
+    assert lazy.sizes(other) == {"a": 3, "c": 4}  # the same rule on any other pytree
+    with pytest.raises(ValueError, match="built for other params"):
+        pinned.layout(other)
+    # the optimizers whose errors say "e.g. hp.by_leaf()" take it as is
+    from heterogeneity import optim as ho
+
+    tx = ho.blockwise_adam(0.1, hp.by_leaf())
+    grads = jax.tree.map(jnp.ones_like, other)
+    updates, _ = tx.update(grads, tx.init(other), other)
+    # all-ones gradients, step 1 with bias correction: m_hat = 1 and v_hat = ||g_b||^2 / d_b = 1, so -lr everywhere
+    for u in jax.tree.leaves(updates):
+        np.testing.assert_allclose(u, -0.1, rtol=1e-4)
+
+
+PARTITION_NAME_REFERENCE = {
+    "leaf": lambda: hp.by_leaf(),
+    "role": lambda: hp.by_role(per_layer=True, default="other"),
+    "layer": lambda: hp.by_layer(),
+    "single": lambda: hp.single_block("all"),
+    "coordinate": lambda: hp.by_coordinate(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTITION_NAME_REFERENCE))
+def test_from_name_is_the_one_string_map(name):
+    """The CLI (`--partition`), the configs (`opt.partition`) and the deprecated `make_partition` agree."""
+    from heterogeneity.experiment import make_partition, partition_from_spec
+
+    params = transformer_like()
+    params["extra"] = {"w": jnp.ones(2)}  # matches no role: "role" puts it in "other"
+    want = PARTITION_NAME_REFERENCE[name]()
+    assert name in hp.PARTITION_NAMES
+    assert hp.from_name(name).sizes(params) == want.sizes(params)
+    assert partition_from_spec(name, params).sizes(params) == want.sizes(params)
+    assert partition_from_spec(name).sizes(params) == want.sizes(params)
+    with pytest.warns(DeprecationWarning, match="make_partition is deprecated.*heterogeneity.partition.from_name"):
+        old = make_partition(name, params)
+    assert old.sizes(params) == want.sizes(params)
+
+
+def test_from_name_rejects_unknown_names():
+    with pytest.raises(ValueError, match=r"unknown partition name 'lyer'\. Did you mean 'layer'\? Valid: leaf, role, "
+                                         r"layer, single, coordinate"):
+        hp.from_name("lyer")
+    with pytest.raises(ValueError, match="unknown partition name 3"):
+        hp.from_name(3)
+    from heterogeneity.experiment._config import SweepConfig, validate_points
+
+    config = SweepConfig(name="c", build=lambda hp_: None, grid={"optimizer": ["blockwise_adam"], "lr": [0.1]})
+    with pytest.raises(ValueError, match=r"opt.partition: unknown partition name 'laef'\. Did you mean 'leaf'"):
+        validate_points(config, [{"optimizer": "blockwise_adam", "lr": 0.1, "opt.partition": "laef"}])
+    validate_points(config, [{"optimizer": "blockwise_adam", "lr": 0.1, "opt.partition": name}
+                             for name in hp.PARTITION_NAMES])  # every name passes
+
+
+def test_weight_blocks_leave_out_bias_and_norm_blocks():
+    """[Zhang24, App. D.1]'s blocks: kernels and embeddings; a block mixing them with biases is not one."""
+    params = transformer_like()
+    by_path = {p: hp.is_weight(p) for p in ht.paths(params)}
+    assert [p for p, w in by_path.items() if w] == [
+        "embed/embedding", "head/kernel",
+        *[f"layers/{i}/{m}/kernel" for i in range(2)
+          for m in ("attn/key", "attn/out", "attn/query", "attn/value", "mlp/fc_in", "mlp/fc_out")]]
+    leaf = hp.by_leaf()
+    assert hp.weight_blocks(leaf, params) == tuple(p for p, w in by_path.items() if w)
+    assert hp.block_selection(leaf, params, "all") == leaf.labels(params)
+    assert hp.block_selection(leaf, params, "weights") == hp.weight_blocks(leaf, params)
+    role = hp.by_role(per_layer=True)
+    assert hp.weight_blocks(role, params) == tuple(
+        label for label in role.labels(params) if label.split("/")[-1] not in ("bias", "norm"))
+    # by_layer mixes kernels, biases and norms in one block per layer: only the embedding is pure
+    assert hp.weight_blocks(hp.by_layer(), params) == ("embed",)
+    for path in ("ln_f/scale", "h/0/ln_1/bias", "layers/2/bn1/scale", "encoder/layer_norm/scale", "convs/0/bias"):
+        assert not hp.is_weight(path), path
+    for path in ("convs/0/kernel", "pos_embed", "wte/embedding", "layers/0/token_mixing/fc_in/kernel"):
+        assert hp.is_weight(path), path
+    with pytest.raises(ValueError, match="unknown block selection 'kernels'; choose from all, weights"):
+        hp.block_selection(leaf, params, "kernels")

@@ -1,6 +1,7 @@
 """heterogeneity.experiment: the heterogeneity report, train loop, resumable sweeps and result files.
 
-* `report` / `ReportSettings` / `setup`: every diagnostic on one model (``heterogeneity report``).
+* `report` / `ReportSettings` / `setup`: every diagnostic on one model (``heterogeneity report``);
+  `ReportInputs` / `user_setup`: the same on your own model (``--model package.module:build``).
 * `atomic_write_json`, `read_json`: result files that are never half-written.
 * `save_params`, `load_params`: ``.npz`` checkpoints keyed by parameter path.
 * `train`: the one train loop (jitted step, divergence recorded, block statistics, simulated workers).
@@ -20,7 +21,7 @@ from heterogeneity.experiment._config import (
     run_id,
 )
 from heterogeneity.experiment._report import THRESHOLDS, ReportSettings, interpret, render_markdown, report
-from heterogeneity.experiment._setup import SETUPS, Setup, make_partition, setup
+from heterogeneity.experiment._setup import SETUPS, ReportInputs, Setup, make_partition, setup, user_setup
 from heterogeneity.experiment._store import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, to_jsonable
 from heterogeneity.experiment._sweep import (
     DONE_STATUSES,
@@ -38,7 +39,7 @@ from heterogeneity.experiment._train import TrainResult, train
 
 __all__ = [
     "report", "ReportSettings", "interpret", "render_markdown", "THRESHOLDS",
-    "setup", "Setup", "SETUPS", "make_partition",
+    "setup", "Setup", "SETUPS", "make_partition", "ReportInputs", "user_setup",
     "save_params", "load_params",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "to_jsonable",
     "report_from_cli", "sweep_from_cli",

@@ -3,7 +3,11 @@
 Every argument is checked before any work (no data read, no model built, no compile, no
 folder made); a bad one raises `CLIArgumentError` naming the flag and the value. The report
 is written into a hidden staging folder and moved into ``--out`` only when complete, so an
-interrupted or failed run leaves nothing behind and never touches an existing ``--out``.
+interrupted or failed run leaves nothing behind and never touches an existing ``--out``. A
+``--quick`` smoke run defaults to ``./report-quick`` and refuses an ``--out`` that holds a
+report not made by ``--quick`` (it would replace a real one). ``--model package.module:function``
+reports on the user's own model (`heterogeneity.experiment._setup.ReportInputs` is the protocol);
+``--partition`` names go through `heterogeneity.partition.from_name`, as the configs' do.
 """
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from pathlib import Path
 
 import jax
 
+from heterogeneity import partition as hp
 from heterogeneity.experiment._checkpoint import CheckpointError, check_checkpoint
 from heterogeneity.experiment._report import ReportSettings, report
-from heterogeneity.experiment._setup import (SETUPS, check_model_data, data_kind, default_batch_size, make_partition,
-                                             setup)
+from heterogeneity.experiment._setup import (SETUPS, check_model_data, data_kind, default_batch_size, is_user_model,
+                                             load_builder, setup, user_setup)
+from heterogeneity.experiment._store import read_json
 
 __all__ = ["report_from_cli", "sweep_from_cli", "plot_from_cli", "validate_report_args", "validate_sweep_args",
            "CLIArgumentError"]
@@ -60,8 +66,9 @@ def _check_out(out: str) -> Path:
     return path
 
 
-def validate_report_args(args: argparse.Namespace) -> int:
-    """Check every `heterogeneity report` argument without doing any work; return the batch size."""
+def validate_report_args(args: argparse.Namespace) -> int | None:
+    """Check every `heterogeneity report` argument without doing any work; return the batch size
+    (None for a user's ``--model package.module:function``, whose module is imported but not called)."""
     if args.out is None:  # a smoke run never lands on (or replaces) a real report
         args.out = "report-quick" if args.quick else "report"
     for dest in POSITIVE_INTS:
@@ -70,8 +77,11 @@ def validate_report_args(args: argparse.Namespace) -> int:
             raise CLIArgumentError(f"{_flag(dest)} {value}: must be an int >= 1")
     if isinstance(args.microbatches, bool) or not isinstance(args.microbatches, int):
         raise CLIArgumentError(f"--microbatches {args.microbatches!r}: must be an int >= 1")
+    if is_user_model(args.model):
+        return _validate_user_model(args)
     if args.model not in SETUPS:
-        raise CLIArgumentError(f"--model: unknown model {args.model!r}; choose from {', '.join(sorted(SETUPS))}")
+        raise CLIArgumentError(f"--model: unknown model {args.model!r}; choose from {', '.join(sorted(SETUPS))} "
+                               "or give your own as package.module:function")
     if args.data is not None:
         try:
             data_kind(args.data)
@@ -90,6 +100,12 @@ def validate_report_args(args: argparse.Namespace) -> int:
         where = "--batch-size" if args.batch_size else f"the {args.model} default{quick}"
         raise CLIArgumentError(f"--microbatches {m}: must be an int >= 1 that divides the batch size {batch} "
                                f"({where}): one of {', '.join(map(str, _divisors(batch)))}")
+    _check_checkpoint_arg(args)
+    _check_out_for(args)
+    return batch
+
+
+def _check_checkpoint_arg(args) -> None:
     if args.checkpoint is not None:
         try:
             check_checkpoint(args.checkpoint)
@@ -97,8 +113,40 @@ def validate_report_args(args: argparse.Namespace) -> int:
             raise CLIArgumentError(f"--checkpoint {args.checkpoint}: no such file (checkpoint not found)") from e
         except CheckpointError as e:
             raise CLIArgumentError(f"--checkpoint {args.checkpoint}: {e.reason}") from e
-    _check_out(args.out)
-    return batch
+
+
+def _validate_user_model(args: argparse.Namespace) -> None:  # no batch size: the builder decides
+    """``--model package.module:function``: import it (nothing is called yet) and refuse the flags that
+    only the built-in setups use."""
+    for flag, value in (("--data", args.data), ("--batch-size", args.batch_size), ("--norm", args.norm)):
+        if value is not None:
+            raise CLIArgumentError(f"{flag} {value}: only for the built-in models; {args.model} supplies its own "
+                                   "batch and model")
+    if args.microbatches < 1:
+        raise CLIArgumentError(f"--microbatches {args.microbatches}: must be an int >= 1")
+    try:
+        load_builder(args.model)
+    except ValueError as e:
+        raise CLIArgumentError(f"--model {args.model}: {e}") from None
+    _check_checkpoint_arg(args)
+    _check_out_for(args)
+    return None
+
+
+def _check_out_for(args: argparse.Namespace) -> Path:
+    """``--out`` must be usable; a ``--quick`` run must not land on a full report (it would replace it)."""
+    path = _check_out(args.out)
+    existing = path / "report.json"
+    if args.quick and existing.exists():
+        try:
+            quick = read_json(existing).get("meta", {}).get("quick") is True
+        except (ValueError, OSError, AttributeError):
+            quick = False
+        if not quick:
+            raise CLIArgumentError(f"--out {args.out}: holds a report that is not from a --quick run; a --quick "
+                                   "smoke run never replaces it (choose another --out, e.g. the default "
+                                   "./report-quick)")
+    return path
 
 
 @contextlib.contextmanager
@@ -177,15 +225,21 @@ def report_from_cli(args: argparse.Namespace) -> dict:
     try:
         with staged_dir(out) as tmp:  # made first, so that an unusable --out fails before any work
             try:
-                s = setup(args.model, args.data, norm=args.norm, seed=args.seed, batch_size=args.batch_size,
-                          microbatches=args.microbatches, checkpoint=args.checkpoint, quick=args.quick)
+                if is_user_model(args.model):
+                    s = user_setup(args.model, microbatches=args.microbatches, checkpoint=args.checkpoint,
+                                   seed=args.seed)
+                else:
+                    s = setup(args.model, args.data, norm=args.norm or "pre", seed=args.seed,
+                              batch_size=args.batch_size, microbatches=args.microbatches, checkpoint=args.checkpoint,
+                              quick=args.quick)
             except CheckpointError as e:  # paths or shapes that do not fit this model
                 raise CLIArgumentError(f"--checkpoint {args.checkpoint}: {e.reason} (--model {args.model}"
                                        f"{', --quick' if args.quick else ''})") from e
-            result = report(s.loss_fn, s.params, s.batch, partition=make_partition(args.partition, s.params),
+            result = report(s.loss_fn, s.params, s.batch, partition=hp.from_name(args.partition),
                             out_dir=tmp, key=jax.random.key(args.seed), settings=settings,
-                            attention_fn=s.attention_fn, attention_mask=s.attention_mask, meta=s.meta,
-                            progress=not args.no_progress)
+                            attention_fn=s.attention_fn, attention_mask=s.attention_mask,
+                            meta={**s.meta, "quick": bool(args.quick)}, progress=not args.no_progress,
+                            blocks=getattr(args, "blocks", "all"))
     except KeyboardInterrupt:
         _close_progress_bars()
         raise

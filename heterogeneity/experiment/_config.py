@@ -227,29 +227,41 @@ def optimizer_kwargs(hparams: Mapping[str, Any], prefix: str = "opt.") -> dict[s
     return {k[len(prefix):]: v for k, v in hparams.items() if k.startswith(prefix)}
 
 
-_PARTITIONS = {
-    "leaf": lambda hp_mod: hp_mod.by_leaf,
-    "role": lambda hp_mod: lambda params: hp_mod.by_role(per_layer=True),
-    "layer": lambda hp_mod: lambda params: hp_mod.by_layer(depth=2),
-    "single": lambda hp_mod: lambda params: hp_mod.single_block("all"),
-    "coordinate": lambda hp_mod: lambda params: hp_mod.by_coordinate(),
-}
-
-
-def partition_from_spec(spec: Any, params: Any):
+def partition_from_spec(spec: Any, params: Any = None):
     """A `heterogeneity.partition.Partition` from a JSON-able spec (so it can be a hyperparameter).
 
-    ``"leaf"`` (one block per leaf, bound to ``params``), ``"role"`` (per-layer roles),
-    ``"layer"`` (first two path components), ``"single"`` (one block: AdaSGD's extreme),
-    ``"coordinate"`` (every scalar: Adam's extreme); a Partition object is returned as is.
+    A string is a name of `heterogeneity.partition.from_name` (the one map of names to
+    partitions, shared with ``heterogeneity report --partition``): ``"leaf"``, ``"role"``,
+    ``"layer"``, ``"single"``, ``"coordinate"`` (`heterogeneity.partition.PARTITION_NAMES`
+    says what each builds). A Partition object is returned as is. ``params`` is not needed
+    (every named partition resolves lazily) and kept for callers that pass it.
     """
     from heterogeneity import partition as hp_mod
 
     if isinstance(spec, hp_mod.Partition):
         return spec
-    if spec not in _PARTITIONS:
-        raise ValueError(f"partition spec must be one of {sorted(_PARTITIONS)} or a Partition, got {spec!r}")
-    return _PARTITIONS[spec](hp_mod)(params)
+    try:
+        return hp_mod.from_name(spec)
+    except ValueError as e:
+        raise ValueError(f"{e} (or pass a heterogeneity.partition.Partition)") from None
+
+
+def _seeded(name: Any, kwargs: dict, hparams: Mapping[str, Any]) -> dict:
+    """``kwargs`` plus ``key=hparams["seed"]`` when the optimizer ``name`` requires a PRNG key
+    (``sto_signsgd``, ``mvsm_v1``, ``mvsm_v2`` and their ``rotated_`` forms) and ``opt.key`` is not set."""
+    import inspect
+
+    from heterogeneity.optim._registry import factory
+
+    if "key" in kwargs or "seed" not in hparams or not isinstance(name, str):
+        return kwargs
+    try:
+        params = inspect.signature(factory(name)).parameters
+    except ValueError:  # an unknown name: reported by the registry's own check
+        return kwargs
+    if "key" in params and params["key"].default is inspect.Parameter.empty:
+        return {**kwargs, "key": int(hparams["seed"])}
+    return kwargs
 
 
 def make_optimizer(hparams: Mapping[str, Any], params: Any = None, *, learning_rate: Any = None,
@@ -270,7 +282,7 @@ def make_optimizer(hparams: Mapping[str, Any], params: Any = None, *, learning_r
     if "optimizer" not in hparams:
         raise ValueError(f"hyperparameters need an 'optimizer' name; got keys {sorted(hparams)}")
     name = hparams["optimizer"]
-    kwargs = optimizer_kwargs(hparams)
+    kwargs = _seeded(name, optimizer_kwargs(hparams), hparams)
     if "partition" in kwargs and not hasattr(kwargs["partition"], "layout"):
         kwargs["partition"] = partition_from_spec(kwargs["partition"], params)
     lr = hparams.get("lr") if learning_rate is None else learning_rate
@@ -316,7 +328,7 @@ def _point_error(config: SweepConfig, hp: Mapping[str, Any], cache: dict) -> str
 
     if "optimizer" in hp:
         name = hp["optimizer"]
-        kwargs = optimizer_kwargs(hp)
+        kwargs = _seeded(name, optimizer_kwargs(hp), hp)
         lr = hp.get("lr")
         key = json.dumps([name, kwargs, lr], sort_keys=True, default=repr)
         if key not in cache:
@@ -326,12 +338,10 @@ def _point_error(config: SweepConfig, hp: Mapping[str, Any], cache: dict) -> str
                     raise ValueError(f"optimizer must be a registry name (a string), got {name!r}")
                 spec = kwargs.get("partition")
                 if isinstance(spec, str):
-                    if spec not in _PARTITIONS:
-                        close = difflib.get_close_matches(spec, list(_PARTITIONS), n=2)
-                        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                        raise ValueError(f"unknown opt.partition {spec!r}.{hint} "
-                                         f"Valid: {', '.join(sorted(_PARTITIONS))}")
-                    kwargs["partition"] = hp_mod.single_block("all")  # stands in: the real one needs params
+                    try:
+                        kwargs["partition"] = hp_mod.from_name(spec)
+                    except ValueError as e:
+                        raise ValueError(f"opt.partition: {e}") from None
                 numeric_lr = isinstance(lr, (int, float)) and not isinstance(lr, bool)
                 get(name, learning_rate=lr if numeric_lr else 1e-3, **kwargs)
             except (ValueError, TypeError) as e:

@@ -5,15 +5,15 @@ files and writes, each atomically, into ``OUT_DIR/plots/``:
 
 * ``best_lr.md`` / ``best_lr.json``: for every *setting* (a point's hyperparameters except
   ``lr`` and ``seed``) the learning rate with the lowest mean final training loss over seeds
-  (seed 000 App. C.1 tunes the learning rate on the final training loss), with its mean ± std,
+  ([Tomihari25, App. C.1] tunes the learning rate on the final training loss), with its mean ± std,
   the grid tried, the config's headline metric at that rate, and whether the rate is on the
   grid's edge (then it is not a tuned result). A run that diverged counts as +inf, so a rate
   at which any seed diverges is never chosen over one at which none does.
 * ``curves.png``: the training curve (a history entry, default the training loss) of every
-  setting at its best rate: the median over seeds and the interquartile band (seed 000 Fig. 4).
+  setting at its best rate: the median over seeds and the interquartile band [Tomihari25, Fig. 4].
 * ``lr_sensitivity.png``: the final training loss against the learning rate, one line per
   setting, median over seeds with the interquartile band; a rate at which every seed diverged
-  is marked × at the top (seed 002 Fig. 3).
+  is marked × at the top [SignMomentum25, Fig. 3].
 
 Panels: one per value of the hyperparameters that vary across settings and do not describe
 the optimizer (e.g. the quadratic ``case``, the rotation time ``t``); lines within a panel:

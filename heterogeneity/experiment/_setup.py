@@ -1,13 +1,18 @@
 """Ready-made (model, data, loss, batch) setups for the report and the tutorials.
 
 `setup("gpt")` builds a small causal char-level GPT on the shipped Shakespeare corpus (the
-report's embedded default, seed 000 App. D.10 at laptop scale); `"transformer"` is the
-encoder classifier with Pre-/Post-/No-LN on a synthetic sequence task (seed 000 §4.7);
+report's embedded default, [Tomihari25, App. D.10] at laptop scale); `"transformer"` is the
+encoder classifier with Pre-/Post-/No-LN on a synthetic sequence task [Tomihari25, §4.7];
 `"vit"`, `"mixer"`, `"cnn"` and `"mlp"` use scikit-learn's real 8×8 digits. Everything is
 offline and deterministic in ``seed``.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -19,10 +24,11 @@ from heterogeneity import data as hd
 from heterogeneity import models as hmod
 from heterogeneity import partition as hp
 from heterogeneity.curvature import microbatch
+from heterogeneity._deprecation import deprecated_alias
 from heterogeneity.experiment._checkpoint import check_checkpoint, load_params
 
 __all__ = ["Setup", "setup", "SETUPS", "DATA", "make_partition", "data_kind", "check_model_data",
-           "default_batch_size"]
+           "default_batch_size", "ReportInputs", "is_user_model", "load_builder", "user_setup"]
 
 
 class Setup(NamedTuple):
@@ -53,15 +59,13 @@ SETUPS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_partition(name: str, params) -> hp.Partition:
-    """``"leaf"`` (one block per tensor, the papers' blocks), ``"role"`` or ``"layer"``."""
-    if name == "leaf":
-        return hp.by_leaf(params)
-    if name == "role":
-        return hp.by_role(per_layer=True, default="other")
-    if name == "layer":
-        return hp.by_layer()
-    raise ValueError(f"unknown partition {name!r}; choose 'leaf', 'role' or 'layer'")
+def _make_partition(name: str, params=None) -> hp.Partition:
+    """``heterogeneity.partition.from_name(name)``; ``params`` is not needed."""
+    return hp.from_name(name)
+
+
+make_partition = deprecated_alias(_make_partition, "heterogeneity.experiment.make_partition",
+                                  "heterogeneity.partition.from_name")
 
 
 DATA = ("digits", "shakespeare", "synthetic")  # named data sets; anything else is a path to a text file
@@ -183,6 +187,7 @@ def setup(
 
     if checkpoint is not None:
         meta["checkpoint"] = str(checkpoint)
+    meta["params"] = f"checkpoint {checkpoint}" if checkpoint is not None else f"initial (init seed {seed})"
     if microbatches > 1:
         batch = microbatch(batch, microbatches)
         if attention_fn is not None:
@@ -192,3 +197,147 @@ def setup(
                 return inner(p, jax.tree.map(lambda x: x[0], mb.batch))
     meta["microbatches"] = microbatches
     return Setup(loss_fn, params, batch, attention_fn, attention_mask, meta)
+
+
+# ---------------------------------------------------------------------- the user's own model
+class ReportInputs(NamedTuple):
+    """What a user's builder returns for ``heterogeneity report --model package.module:build``.
+
+    ``build()`` is called with no arguments and returns a `ReportInputs`, a plain tuple
+    ``(loss_fn, params, batch[, attention_fn[, attention_mask]])`` or a dict with those keys:
+
+    * ``loss_fn(params, batch) -> scalar``: the loss whose gradient and Hessian the report studies;
+    * ``params``: a pytree of float arrays (the partition's blocks are its leaves);
+    * ``batch``: any pytree ``loss_fn`` takes (``--microbatches m`` splits its leading axis);
+    * ``attention_fn(params, batch) -> (L, ..., H, q, k)`` attention probabilities, optional;
+    * ``attention_mask``: a boolean (q, k) mask for the attention statistics, optional.
+
+        # mymodel.py, next to where `heterogeneity report --model mymodel:build` runs
+        def build():
+            params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+            batch = {"x": jnp.ones((8, 4)), "y": jnp.zeros((8, 3))}
+            return ReportInputs(lambda p, b: jnp.mean((b["x"] @ p["w"] + p["b"] - b["y"]) ** 2), params, batch)
+    """
+
+    loss_fn: Callable
+    params: Any
+    batch: Any
+    attention_fn: Callable | None = None
+    attention_mask: Any = None
+
+
+def is_user_model(model: str) -> bool:
+    """``"package.module:function"`` names a user's builder; a plain name a built-in setup."""
+    return ":" in model
+
+
+_SPEC = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
+
+
+def load_builder(spec: str) -> Callable:
+    """Import ``package.module:function`` (the current directory is searched first) and return the callable.
+
+    Raises:
+        ValueError: a malformed spec, a module that does not import, a missing attribute or one
+            that is not callable (one line naming which).
+    """
+    if not _SPEC.match(spec):
+        raise ValueError(f"{spec!r} is not of the form package.module:function (dotted Python names; no file path)")
+    module_name, attr = spec.split(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import module {module_name!r}: {type(e).__name__}: {e}") from None
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{spec} is not callable (a {type(obj).__name__}); give a function returning "
+                         "(loss_fn, params, batch)")
+    return obj
+
+
+def _as_inputs(spec: str, got: Any) -> ReportInputs:
+    expected = ("(loss_fn, params, batch[, attention_fn[, attention_mask]]), a dict with those keys or "
+                "heterogeneity.experiment.ReportInputs")
+    if isinstance(got, ReportInputs):
+        inputs = got
+    elif isinstance(got, dict):
+        unknown = sorted(set(got) - set(ReportInputs._fields))
+        missing = [k for k in ("loss_fn", "params", "batch") if k not in got]
+        if unknown or missing:
+            raise ValueError(f"{spec} returned a dict with keys {sorted(got)} (missing {missing}, unknown {unknown}); "
+                             f"expected {expected}")
+        inputs = ReportInputs(**got)
+    elif isinstance(got, (tuple, list)) and 3 <= len(got) <= 5:
+        inputs = ReportInputs(*got)
+    else:
+        shown = f"a {type(got).__name__} of length {len(got)}" if isinstance(got, (tuple, list)) else \
+            f"a value of type {type(got).__name__}"
+        raise ValueError(f"{spec} returned {shown}; expected {expected}")
+    if not callable(inputs.loss_fn):
+        raise ValueError(f"{spec} returned loss_fn = {type(inputs.loss_fn).__name__}, not a callable "
+                         "loss_fn(params, batch)")
+    leaves = jax.tree.leaves(inputs.params)
+    if not leaves:
+        raise ValueError(f"{spec} returned params with no arrays")
+    bad = [type(x).__name__ if not hasattr(x, "dtype") else str(x.dtype) for x in leaves
+           if not (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating))]
+    if bad:
+        raise ValueError(f"{spec} returned params with leaves that are not float arrays "
+                         f"({', '.join(sorted(set(bad)))})")
+    if inputs.attention_fn is not None and not callable(inputs.attention_fn):
+        raise ValueError(f"{spec} returned attention_fn = {type(inputs.attention_fn).__name__}, not a callable or None")
+    return inputs
+
+
+def user_setup(spec: str, *, microbatches: int = 1, checkpoint: str | None = None, seed: int = 0) -> Setup:
+    """`Setup` from a user's builder ``package.module:function`` (`ReportInputs` is the protocol).
+
+    The builder is imported (`load_builder`) and called with no arguments; its return is
+    checked (shape of the tuple, callables, float params, a scalar loss by `jax.eval_shape`)
+    before any compute. ``checkpoint`` replaces the params (same paths and shapes);
+    ``microbatches`` splits the batch's leading axis.
+
+    Raises:
+        ValueError: one line naming what is wrong with the spec or the builder's return.
+    """
+    _check_positive("microbatches", microbatches)
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
+    inputs = _as_inputs(spec, load_builder(spec)())
+    params = inputs.params if checkpoint is None else load_params(checkpoint, inputs.params)
+    loss = jax.eval_shape(inputs.loss_fn, params, inputs.batch)
+    if not (hasattr(loss, "shape") and loss.shape == () and jnp.issubdtype(loss.dtype, jnp.floating)):
+        raise ValueError(f"{spec}: loss_fn(params, batch) must return a float scalar, got "
+                         f"{getattr(loss, 'shape', type(loss).__name__)} {getattr(loss, 'dtype', '')}".rstrip())
+    batch, attention_fn = inputs.batch, inputs.attention_fn
+    sizes = {int(np.shape(x)[0]) if np.ndim(x) else None for x in jax.tree.leaves(batch)}
+    n = next(iter(sizes)) if len(sizes) == 1 else None
+    if microbatches > 1:
+        try:
+            batch = microbatch(batch, microbatches)
+        except ValueError as e:
+            raise ValueError(f"microbatches={microbatches} cannot split {spec}'s batch: {e}") from None
+        if attention_fn is not None:
+            inner = attention_fn
+
+            def attention_fn(p, mb):  # attention of the first micro-batch is representative and cheap
+                return inner(p, jax.tree.map(lambda x: x[0], mb.batch))
+    meta = {"model": spec, "seed": seed, "microbatches": microbatches,
+            "params": f"checkpoint {checkpoint}" if checkpoint is not None else f"as returned by {spec}"}
+    if n is not None:
+        meta["batch_size"] = n
+    if checkpoint is not None:
+        meta["checkpoint"] = str(checkpoint)
+    return Setup(inputs.loss_fn, params, batch, attention_fn, inputs.attention_mask, meta)

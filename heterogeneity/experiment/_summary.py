@@ -1,8 +1,7 @@
 """Summaries of sweep results: seed-aggregated groups, learning rates on a grid's edge, result tables.
 
 `summarize_runs` builds ``summary.json`` from the run records; `lr_edge_warnings` flags a
-best learning rate that is the smallest or largest value tried (not a tuned result: seed 000
-App. C.1 and seed 002 Fig. 3 tune the learning rate on a grid whose optimum is interior);
+best learning rate that is the smallest or largest value tried (not a tuned result: [Tomihari25, App. C.1] and [SignMomentum25, Fig. 3] tune the learning rate on a grid whose optimum is interior);
 `table_rows` / `format_table` print the seed-averaged table, optionally reduced to the best
 value of one axis (the papers' "tuned learning rate" protocol).
 """

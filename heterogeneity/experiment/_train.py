@@ -1,15 +1,14 @@
 """The one train loop: a jitted Optax step, divergence recorded (never raised), cheap logging,
 resumable run directories, and data-parallel or multi-worker training over a device mesh.
 
-Every experiment of the toolkit (the quadratic case studies of seed 001 §3.1 and seed 000
-App. D.9, the rotated quadratic of seed 003 §4.1, the sign-method sweeps of seed 002 App. E,
-the LN-placement and nanoGPT runs of seed 000 §4.7 / App. D.10) runs through `train`.
+Every experiment of the toolkit (the quadratic case studies of [Zhang24, §3.1] and [Tomihari25, App. D.9], the rotated quadratic of [Xie24, §4.1], the sign-method sweeps of [SignMomentum25, App. E],
+the LN-placement and nanoGPT runs of [Tomihari25, §4.7 / App. D.10]) runs through `train`.
 
 One step is one compiled program (``jax.jit``; parameters and optimizer state are donated
 on accelerators, where donation is implemented): loss and gradient by
 ``jax.value_and_grad``, the Optax update, and the per-step diagnostics — ℓ2 and ℓ1 gradient
-norms (seed 002 App. E tracks both) and, given a partition, the block gradient norms
-``G_b = ‖[g]_b‖₂``. The Gini coefficient of ``G_b/√P_b`` (seed 000 App. C.2, D.5) is
+norms ([SignMomentum25, App. E] tracks both) and, given a partition, the block gradient norms
+``G_b = ‖[g]_b‖₂``. The Gini coefficient of ``G_b/√P_b`` [Tomihari25, App. C.2, D.5] is
 formed on the host from the logged norms (`heterogeneity.metrics.gini`, batched over the
 logged steps), which keeps sorting out of the step. Shapes never change, so the step
 compiles once.
@@ -25,7 +24,7 @@ The host checks the flags every ``log_every`` steps and before every eval and ch
 to ``d``, and returns the state after step ``d-1``: bit-identical to a clean run of
 ``num_steps=d``, whatever ``log_every`` is.
 
-Workers. Majority-vote optimizers (seed 002 Algorithm 2 and its baselines) reduce over a
+Workers. Majority-vote optimizers ([SignMomentum25, Algorithm 2] and its baselines) reduce over a
 named axis (`heterogeneity.optim._majority_vote`). With ``num_workers=W`` worker ``j`` takes
 the ``j``-th of W contiguous shards of the batch, computes its gradient and updates its own
 optimizer state (a leading worker axis); the server update, identical on every worker after
@@ -199,7 +198,7 @@ def _split_workers(batch, num_workers: int):
 
 
 def _gini_of_block_norms(norms: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Gini of ``G_b/√P_b`` per row of ``norms`` (T, B) (seed 000 App. D.5), via `heterogeneity.metrics.gini`."""
+    """Gini of ``G_b/√P_b`` per row of ``norms`` (T, B) [Tomihari25, App. D.5], via `heterogeneity.metrics.gini`."""
     from heterogeneity.metrics import gini
 
     return np.asarray(gini(np.asarray(norms, np.float64) / np.sqrt(np.asarray(sizes, np.float64))))

@@ -1,5 +1,6 @@
 """`heterogeneity` CLI: arguments checked before any work, one-line errors, Ctrl-C, staged report output."""
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -126,9 +127,9 @@ def test_sweep_and_selftest_arguments(tmp_path, capsys, monkeypatch):
     assert calls == [(True, 30.0), (False, 120.0)]
 
 
-def _fake_report(*args, out_dir, **kwargs):
-    for name in ("report.json", "report.md"):
-        (out_dir / name).write_text("new")
+def _fake_report(*args, out_dir, meta, **kwargs):
+    (out_dir / "report.json").write_text(json.dumps({"meta": meta}))
+    (out_dir / "report.md").write_text("new")
     return {"interpretation": {"advice": "fake", "findings": {}}}
 
 
@@ -146,6 +147,7 @@ def test_report_is_staged_and_moved_into_place(tmp_path, monkeypatch, capsys):
     assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(old)]) == 0
     assert sorted(os.listdir(old)) == ["marker", "report.json", "report.md"]
     assert (old / "report.md").read_text() == "new" and (old / "marker").read_text() == "keep"
+    assert json.loads((old / "report.json").read_text())["meta"]["quick"] is True
     capsys.readouterr()
 
     def interrupted(*args, out_dir, **kwargs):
@@ -162,7 +164,7 @@ def test_report_is_staged_and_moved_into_place(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x").exists()  # the parents made for the output are gone too
     assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(old)]) == 130
     assert sorted(os.listdir(old)) == ["marker", "report.json", "report.md"]
-    assert (old / "report.json").read_text() == "new"
+    assert json.loads((old / "report.json").read_text()) == {"meta": {"quick": True}}
     monkeypatch.setattr(_cli, "report", buggy)
     with pytest.raises(RuntimeError, match="a real bug"):  # a bug keeps its traceback
         cli.main(["report", "--quick", "--model", "mlp", "--out", str(tmp_path / "rep")])
@@ -243,3 +245,60 @@ def test_result_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_quick_never_replaces_a_full_report(tmp_path, monkeypatch, capsys):
+    """An explicit --out holding a full report is refused for --quick (one line, before any work); a
+    quick report there is replaced; a full run may replace either."""
+    monkeypatch.setattr(_cli, "setup", lambda *a, **k: types.SimpleNamespace(
+        loss_fn=None, params={"w": np.zeros(2)}, batch=None, attention_fn=None, attention_mask=None, meta={}))
+    monkeypatch.setattr(_cli, "report", _fake_report)
+    full = tmp_path / "report"
+    assert cli.main(["report", "--model", "mlp", "--out", str(full)]) == 0
+    assert json.loads((full / "report.json").read_text())["meta"]["quick"] is False
+    before = (full / "report.json").read_text()
+    monkeypatch.setattr(_cli, "setup", lambda *a, **k: pytest.fail("work started"))
+    assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(full)]) == 2
+    err = _one_error_line(capsys)
+    assert f"--out {full}: holds a report that is not from a --quick run; a --quick smoke run never replaces it" in err
+    assert (full / "report.json").read_text() == before and not _leftovers(str(full))
+    (full / "report.json").write_text("{")  # unreadable: it cannot be shown to be a quick one, so it is kept too
+    assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(full)]) == 2
+    assert "not from a --quick run" in _one_error_line(capsys)
+    monkeypatch.setattr(_cli, "setup", lambda *a, **k: types.SimpleNamespace(
+        loss_fn=None, params={"w": np.zeros(2)}, batch=None, attention_fn=None, attention_mask=None, meta={}))
+    quick = tmp_path / "smoke"
+    assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(quick)]) == 0
+    assert cli.main(["report", "--quick", "--model", "mlp", "--out", str(quick)]) == 0  # quick over quick: fine
+    assert cli.main(["report", "--model", "mlp", "--out", str(quick)]) == 0  # a full run replaces a smoke run
+    assert json.loads((quick / "report.json").read_text())["meta"]["quick"] is False
+
+
+def test_partition_and_blocks_flags_reach_the_report(tmp_path, monkeypatch):
+    from heterogeneity import partition as hp
+
+    seen = {}
+    monkeypatch.setattr(_cli, "setup", lambda *a, **k: types.SimpleNamespace(
+        loss_fn=None, params={"w": np.zeros(2)}, batch=None, attention_fn=None, attention_mask=None, meta={}))
+
+    def spy(*args, partition, blocks, **kwargs):
+        seen.update(partition=partition, blocks=blocks)
+        return _fake_report(*args, **kwargs)
+
+    monkeypatch.setattr(_cli, "report", spy)
+    params = {"layers": [{"kernel": np.ones((2, 2)), "bias": np.ones(2)}], "head": {"kernel": np.ones((2, 1))}}
+    for name in ("leaf", "role", "layer"):
+        assert cli.main(["report", "--partition", name, "--blocks", "weights", "--out", str(tmp_path / name)]) == 0
+        assert seen["blocks"] == "weights"
+        assert seen["partition"].sizes(params) == hp.from_name(name).sizes(params)
+    assert cli.main(["report", "--out", str(tmp_path / "d")]) == 0 and seen["blocks"] == "all"
+    assert seen["partition"].sizes(params) == hp.by_leaf().sizes(params)
+
+
+def test_bad_blocks_and_partition_flags(files, no_work, capsys):
+    out = str(files / "out")
+    assert cli.main(["report", "--blocks", "kernels", "--out", out]) == 2
+    assert "argument --blocks: invalid choice: 'kernels' (choose from 'all', 'weights')" in _one_error_line(capsys)
+    assert cli.main(["report", "--partition", "heads", "--out", out]) == 2
+    assert "argument --partition: invalid choice: 'heads'" in _one_error_line(capsys)
+    assert not os.path.exists(out)

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,7 @@ def toy_problem():
 
 
 EXPECTED_KEYS = {"meta", "loss", "blocks", "gradient", "spectra", "block_hessian_norm", "js", "lambda",
-                 "grad_hessian_correlation", "geometry", "attention", "interpretation"}
+                 "grad_hessian_correlation", "geometry", "attention", "interpretation", "selections"}
 
 
 def test_report_end_to_end_on_toy_model(tmp_path):
@@ -91,7 +92,7 @@ def test_report_end_to_end_on_toy_model(tmp_path):
     lam_p = float(np.sum(np.asarray(r["blocks"]["sizes"]) / 64 * h))
     np.testing.assert_allclose(r["lambda"]["lambda_P"], lam_p, rtol=1e-5)
     # geometry: spectral norm within Ritz accuracy of the dense one; the (1,1)-norm is exactly the Cauchy
-    # sketch of seed 003 Alg. 4 with the report's key (its accuracy is tested in tests/curvature; 8 probes
+    # sketch of [Xie24, Algorithm 4] with the report's key (its accuracy is tested in tests/curvature; 8 probes
     # give no useful bound, since the median of 8 |Cauchy| draws has ~55% relative spread)
     np.testing.assert_allclose(r["geometry"]["spectral_norm"], np.abs(np.linalg.eigvalsh(H)).max(), rtol=0.05)
     k_l11 = jax.random.split(jax.random.key(1), 3)[2]
@@ -100,7 +101,102 @@ def test_report_end_to_end_on_toy_model(tmp_path):
     np.testing.assert_allclose(r["geometry"]["l11"], direct.value, rtol=1e-5)
     np.testing.assert_allclose(r["geometry"]["ratio"], direct.value / (64 * r["geometry"]["spectral_norm"]), rtol=1e-5)
     text = (tmp_path / "report.md").read_text()
-    assert "Verdict" in text and "seed 001 Table 1" in text and "seed 003 Table 1" in text
+    assert "Verdict" in text and "[Zhang24, Table 1]" in text and "[Xie24, Table 1]" in text
+    assert "seed 00" not in text and "comparable across models" not in text
+
+
+def _gini_reference(x):
+    """Σ_i Σ_j |x_i − x_j| / (2 n² x̄), the definition, in float64."""
+    x = np.asarray(x, np.float64)
+    return float(np.abs(np.subtract.outer(x, x)).sum() / (2 * len(x) ** 2 * x.mean()))
+
+
+def test_report_block_selections_and_what_report_md_states(tmp_path):
+    """--blocks weights: headline Gini and JS⁰ over kernels only, from the same norms and spectra (NumPy
+    float64 reference); both selections and the verdict of each in report.md, with the decision rule,
+    the params and what each JS⁰ mode is comparable for; every file 0644."""
+    from heterogeneity.experiment._report import DECISION_RULE, JS_MODE_NOTES
+    from heterogeneity.selftest import reference_js
+
+    loss_fn, params, batch = toy_problem()
+    old = os.umask(0o022)
+    try:
+        r = report(loss_fn, params, batch, partition=hp.by_leaf(), out_dir=tmp_path, key=jax.random.key(1),
+                   settings=TINY, progress=False, blocks="weights", selftest=False,
+                   meta={"model": "toy", "params": "initial (init seed 3)"})
+    finally:
+        os.umask(old)
+    labels = r["blocks"]["labels"]
+    assert labels == ["head/bias", "head/kernel", "layers/0/bias", "layers/0/kernel"]
+    sel = r["selections"]
+    assert sel["all"]["labels"] == labels and sel["weights"]["labels"] == ["head/kernel", "layers/0/kernel"]
+    assert sel["weights"]["num_params"] == 24 + 30 and r["meta"]["blocks"] == "weights"
+    normalized = np.asarray(r["gradient"]["norms"]) / np.sqrt(r["blocks"]["sizes"])
+    np.testing.assert_allclose(sel["all"]["gini"], _gini_reference(normalized), rtol=1e-5)
+    np.testing.assert_allclose(sel["all"]["gini"], r["gradient"]["gini"], rtol=1e-6)
+    np.testing.assert_allclose(sel["weights"]["gini"], _gini_reference(normalized[[1, 3]]), rtol=1e-5)
+    for mode in ("bounded", "paper", "scale_normalized"):
+        assert sel["all"]["js"][mode]["js0"] == r["js"][mode]["js0"]
+        chosen = sel["weights"]["labels"]
+        _, js0 = reference_js([np.asarray(r["spectra"][k]["nodes"]) for k in chosen],
+                              [np.asarray(r["spectra"][k]["weights"]) for k in chosen], mode)
+        np.testing.assert_allclose(sel["weights"]["js"][mode]["js0"], js0, rtol=5e-3, err_msg=mode)
+        assert f"weights/{mode}" in r["meta"]["self_check"]["js_vs_numpy_float64"]
+    # the verdict reads the weights' numbers; the other selection's reading is kept beside it
+    want = interpret(r, blocks="weights")
+    assert r["interpretation"]["findings"] == want["findings"] and r["interpretation"]["blocks"] == "weights"
+    assert r["interpretation"]["by_selection"]["all"] == interpret(r, blocks="all")
+    g = sel["weights"]["gini"]
+    expected_reading = "low" if g < 0.45 else "high" if g > 0.8 else "moderate"
+    assert want["findings"]["gradient_heterogeneity"] == expected_reading
+    text = (tmp_path / "report.md").read_text()
+    assert "Params: the initial (init seed 3) parameters, before any training" in text
+    assert f"Decision rule: {DECISION_RULE}" in text and "Two or more votes" in DECISION_RULE
+    assert "`--blocks weights`: 2 of 4 blocks" in text
+    assert f"| weights | 2 of 4 | 54 | {sel['weights']['gini']:.3f} |" in text
+    assert f"| all | 4 of 4 | 64 | {sel['all']['gini']:.3f} |" in text
+    assert "Without the 2 blocks that hold biases or norm parameters" in text and "[Zhang24, App. D.1]" in text
+    for note in JS_MODE_NOTES.values():
+        assert note in text
+    assert "not across models" in JS_MODE_NOTES["bounded"] and "comparable across models" not in text
+    for name in os.listdir(tmp_path):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o644, name
+
+
+@pytest.mark.parametrize("mode", ["bounded", "paper", "scale_normalized"])
+def test_selection_divergence_reuses_the_all_blocks_program(mode):
+    """A selection's JS matrix, computed by the all-blocks program with the other blocks zero-weighted,
+    equals spectrum_divergence on the chosen spectra alone and the NumPy float64 reference."""
+    from heterogeneity import metrics as hm
+    from heterogeneity.experiment._report import _restricted_divergence
+    from heterogeneity.selftest import reference_js
+
+    rng = np.random.default_rng(4)
+    spectra = {f"b{i}": types.SimpleNamespace(  # block scales over three decades, as real blocks have
+        nodes=np.sort(rng.normal(size=(2, 12)) * 10 ** rng.uniform(-2, 1), 1).astype(np.float32),
+        weights=np.full((2, 12), 1 / 12, np.float32)) for i in range(7)}
+    idx = np.array([0, 3, 4, 6])
+    chosen = [f"b{i}" for i in idx]
+    got = _restricted_divergence(spectra, idx, mode)
+    alone = hm.spectrum_divergence({k: spectra[k] for k in chosen}, mode=mode)
+    assert got.labels == tuple(chosen) == alone.labels
+    np.testing.assert_allclose(got.matrix, alone.matrix, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sigma, alone.sigma, rtol=1e-6)
+    mat, js0 = reference_js([spectra[k].nodes for k in chosen], [spectra[k].weights for k in chosen], mode)
+    np.testing.assert_allclose(got.matrix, mat, rtol=5e-3, atol=1e-5)
+    np.testing.assert_allclose(got.mean, js0, rtol=5e-3)
+
+
+def test_report_refuses_a_selection_without_two_blocks_before_any_work(tmp_path):
+    loss_fn, params, batch = toy_problem()
+    # by_layer puts each kernel with its bias: no block is made only of weights
+    with pytest.raises(ValueError, match=r"blocks='weights' selects 0 block\(s\) of partition by_layer.*leaf or role"):
+        report(loss_fn, params, batch, partition=hp.by_layer(), out_dir=tmp_path / "a", settings=TINY,
+               progress=False, blocks="weights")
+    with pytest.raises(ValueError, match="blocks must be one of 'all', 'weights', got 'kernels'"):
+        report(loss_fn, params, batch, partition=hp.by_leaf(), out_dir=tmp_path / "b", settings=TINY,
+               progress=False, blocks="kernels")
+    assert not list(tmp_path.rglob("*.json"))
 
 
 def test_report_same_key_same_numbers(tmp_path):
@@ -155,13 +251,13 @@ def _fake(gini, js0, ratio, l11r, rho=0.0):
 
 
 def test_interpretation_rules_follow_the_papers_thresholds():
-    # RoBERTa-like gradients (seed 000 Table S.5), ViT-like JS0 (seed 001 Table 1), Lambda_G > Lambda_P
+    # RoBERTa-like gradients [Tomihari25, Table S.5], ViT-like JS0 [Zhang24, Table 1], Lambda_G > Lambda_P
     hetero = interpret(_fake(gini=0.94, js0=286.0, ratio=3.0, l11r=0.0116, rho=0.8))
     assert hetero["findings"] == {"gradient_heterogeneity": "high", "block_heterogeneity": "high",
                                   "lambda_ratio": "high", "linf_geometry": "strongly favourable",
                                   "grad_hessian_correlation": "strong"}
     assert hetero["votes_for_adaptive"] == 4 and "SGD is likely to lag Adam" in hetero["advice"]
-    # ResNet-like (Gini 0.41, JS0 0.1), rotated-quadratic-like geometry (ratio 2.6 in seed 003 Table 1)
+    # ResNet-like (Gini 0.41, JS0 0.1), rotated-quadratic-like geometry (ratio 2.6 in [Xie24, Table 1])
     homo = interpret(_fake(gini=0.41, js0=0.10, ratio=0.7, l11r=2.6))
     assert homo["findings"]["gradient_heterogeneity"] == "low"
     assert homo["findings"]["linf_geometry"] == "neutral"

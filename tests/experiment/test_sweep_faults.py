@@ -176,7 +176,7 @@ def test_set_only_and_smoke_flags(tmp_path, capsys):
     assert cli.main(["sweep", "--config", str(ROOT / "configs" / "quadratic_cases.py"), "--out", str(out),
                      "--smoke", "--best-over", "lr"]) == 0
     assert sorted(r["hparams"]["optimizer"] for r in load_runs(out).values()) == [
-        "adam_nbc", "block_adam", "frozen_adam", "sgd"]
+        "adam_no_bias_correction", "blockwise_adam", "frozen_adam", "sgd"]
 
 
 def test_checkpointed_points_resume_where_they_were_interrupted(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 from heterogeneity import partition as hp
 from heterogeneity.experiment._train import train
-from heterogeneity.optim._majority_vote import mv_sign_sgd
+from heterogeneity.optim._majority_vote import mv_signsgd
 from heterogeneity.problems import quadratic_case
 
 
@@ -131,7 +131,7 @@ def test_simulated_workers_majority_vote():
 
     lr, w0 = 0.01, jnp.zeros(4)
     first = []
-    res = train(loss_fn, w0, mv_sign_sgd(lr, axis_name="workers"), targets, num_steps=100, num_workers=3,
+    res = train(loss_fn, w0, mv_signsgd(lr, axis_name="workers"), targets, num_steps=100, num_workers=3,
                 log_every=25, callback=lambda step, params, m: first.append(np.asarray(params)) if step == 0 else None)
     # after step 0: worker j's gradient is w0 − t_j; the update is the majority of the signs per coordinate
     votes = np.sign(np.asarray(w0 - targets))

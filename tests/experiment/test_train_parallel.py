@@ -79,8 +79,8 @@ def test_data_parallel_equals_single_device():
 
 
 OPTS = {
-    "mv_signsgd": lambda: ho.mv_sign_sgd(0.01, axis_name="workers"),
-    "sto_signsgd": lambda: ho.sto_sign_sgd(0.01, R=1.0, axis_name="workers", key=3),
+    "mv_signsgd": lambda: ho.mv_signsgd(0.01, axis_name="workers"),
+    "sto_signsgd": lambda: ho.sto_signsgd(0.01, R=1.0, axis_name="workers", key=3),
     "mvsm_v1": lambda: ho.mvsm(0.01, beta=0.5, version=1, axis_name="workers", key=7),
     "mvsm_v2": lambda: ho.mvsm(0.01, beta=0.5, version=2, axis_name="workers", key=7),
 }
