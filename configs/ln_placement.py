@@ -1,13 +1,13 @@
-"""Seed 000 §4.7 / Table 2: LayerNorm placement and gradient heterogeneity, with SGD / SignSGD / Adam.
+"""[Tomihari25, §4.7 / Table 2]: LayerNorm placement and gradient heterogeneity, with SGD / SignSGD / Adam.
 
 A transformer encoder (`heterogeneity.models.TransformerEncoder`) with ``norm`` ∈ {pre, post,
 none} learns the synthetic two-class "order" task (`heterogeneity.data.synthetic_sequences`:
-is token A before token B? — needs attention, offline, exact labels) from scratch. Seed 000
+is token A before token B? — needs attention, offline, exact labels) from scratch. [Tomihari25]
 fine-tunes RoBERTa on RTE; that does not fit a laptop, the mechanism (Post-LN multiplies the
 LN Jacobians into every layer's gradient, eq. 5–7) does.
 
 Recorded per run: the Gini coefficient of the normalized block gradient norms ``G_b/√P_b``
-(one block per parameter tensor; seed 000 App. D.5) of the gradient on a fixed probe batch
+(one block per parameter tensor; [Tomihari25, App. D.5]) of the gradient on a fixed probe batch
 (``probe_size`` training examples; a large-batch stand-in for the paper's full-batch
 gradient) at initialisation (``gini_init``: Table 2's "Scratch" column) and along training
 (``eval_gini``), the per-step mini-batch Gini (``gini``), and validation loss / accuracy.
@@ -73,7 +73,7 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="ln_placement",
-    description="seed 000 §4.7 / Table 2: encoder with pre/post/no LayerNorm on the synthetic order task; Gini; SGD vs SignSGD vs Adam",
+    description="[Tomihari25, §4.7 / Table 2]: encoder with pre/post/no LayerNorm on the synthetic order task; Gini; SGD vs SignSGD vs Adam",
     build=build,
     base={"task": "order", "seq_len": 16, "vocab_size": 16, "num_train": 4096, "data_seed": 0, "d_model": 32,
           "num_heads": 2, "num_layers": 2, "batch_size": 64, "steps": 400, "log_every": 10, "eval_every": 100,

@@ -1,11 +1,11 @@
-"""Seed 000 App. D.10 (Tables S.10, S.11): a character GPT trained from scratch on Shakespeare.
+"""[Tomihari25, App. D.10] (Tables S.10, S.11): a character GPT trained from scratch on Shakespeare.
 
 nanoGPT's ``shakespeare_char`` setting (the ``"gpt"`` preset ``seed000_nanogpt``: 6 layers,
 6 heads, width 384, context 256) is the ``gpu`` scale; the laptop scale is a 2-layer, width-64
 GPT with context 64 on the same shipped corpus (`heterogeneity.data.load_shakespeare`).
 Optimizers, as in the paper: SGD (momentum 0.9), Adam, SignSGD (heavy-ball momentum 0.9,
-seed 000 §3.2) and SignSGD (S), the ℓ1-scaled learning rate ``γ ‖m‖₁`` of §4.6
-(``signsgd_l1``), each over a small learning-rate grid.
+[Tomihari25, §3.2]) and SignSGD (S), the ℓ1-scaled learning rate ``γ ‖m‖₁`` of §4.6
+(``signsgd_s``), each over a small learning-rate grid.
 
 Recorded: training loss ("Min" and "Last" of Table S.10: ``min_loss``, ``final_loss``),
 validation loss on fixed held-out windows, and the Gini coefficient of the normalized block
@@ -63,7 +63,7 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="nanogpt_char",
-    description="seed 000 App. D.10: char GPT on Shakespeare from scratch; SGD vs Adam vs SignSGD vs SignSGD (S)",
+    description="[Tomihari25, App. D.10]: char GPT on Shakespeare from scratch; SGD vs Adam vs SignSGD vs SignSGD (S)",
     build=build,
     base={"max_chars": None, "block_size": 64, "d_model": 64, "num_heads": 4, "num_layers": 2, "batch_size": 32,
           "steps": 1000, "log_every": 20, "eval_every": 250, "val_windows": 64},
@@ -73,13 +73,13 @@ CONFIG = SweepConfig(
         {"optimizer": ["adam"], "lr": [3e-4, 1e-3, 3e-3, 1e-2], "seed": [0, 1]},
         {"optimizer": ["sgd"], "lr": [0.03, 0.1, 0.3, 1.0, 3.0], "opt.momentum": [0.9], "seed": [0, 1]},
         {"optimizer": ["signsgd"], "lr": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3], "opt.momentum": [0.9], "seed": [0, 1]},
-        {"optimizer": ["signsgd_l1"], "lr": [1e-8, 1e-7, 1e-6, 1e-5, 1e-4], "opt.momentum": [0.9], "seed": [0, 1]},
+        {"optimizer": ["signsgd_s"], "lr": [1e-8, 1e-7, 1e-6, 1e-5, 1e-4], "opt.momentum": [0.9], "seed": [0, 1]},
     ],
     scales={"laptop": {}, "gpu": {"block_size": 256, "d_model": 384, "num_heads": 6, "num_layers": 6,
                                   "batch_size": 64, "steps": 5000, "log_every": 50, "eval_every": 500,
                                   "val_windows": 256}},
     smoke={"max_chars": 20000, "block_size": 8, "d_model": 8, "num_heads": 2, "num_layers": 1, "batch_size": 4,
            "steps": 3, "log_every": 1, "eval_every": 2, "val_windows": 4},
-    smoke_grid={"optimizer": ["signsgd_l1"], "lr": [1e-5], "opt.momentum": [0.9], "seed": [0]},
+    smoke_grid={"optimizer": ["signsgd_s"], "lr": [1e-5], "opt.momentum": [0.9], "seed": [0]},
     metric="final_loss",
 )

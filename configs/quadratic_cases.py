@@ -1,4 +1,4 @@
-"""Seed 001 §3.1 (Fig. 8 c, d): GD vs Adam on block-diagonal quadratics, cases 3 and 4.
+"""[Zhang24, §3.1] (Fig. 8 c, d): GD vs Adam on block-diagonal quadratics, cases 3 and 4.
 
 Case 3 has heterogeneous blocks (spectra {1,2,3}, {99,100,101}, {4998,4999,5000}), case 4
 homogeneous ones (the same nine eigenvalues spread across blocks); both have condition number
@@ -6,11 +6,11 @@ homogeneous ones (the same nine eigenvalues spread across blocks); both have con
 Optimizers, as in the paper: GD with the optimal step ``2/(μ + L)`` (eq. 1); Adam with
 β1 = 0, β2 = 1 and no bias correction (eq. 2, ``frozen_adam``: the preconditioner is frozen at
 the first gradient); Adam with β1 = 0, β2 = 0.99, no bias correction, ε = 0 (eq. 3,
-``adam_nbc``); and blockwise Adam over the three blocks (seed 003 Algorithm 3, one second
+``adam_no_bias_correction``); and blockwise Adam over the three blocks ([Xie24, Algorithm 3], one second
 moment per block). Adam's learning rate is grid-searched, as in the paper.
 
 Expected (paper): on case 3 GD lags far behind Adam; on case 4 GD is on par with Adam.
-Headline metric: the relative optimality gap ``(L(w_T) − L*)/(L(w_0) − L*)`` (seed 001 §3).
+Headline metric: the relative optimality gap ``(L(w_T) − L*)/(L(w_0) − L*)`` [Zhang24, §3].
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def problem(case: int, seed: int, rotation: str):
 
 
 def gd_optimal_lr(p) -> float:
-    """``2/(λ_min + λ_max)`` (seed 001 eq. 1; Nesterov 2013)."""
+    """``2/(λ_min + λ_max)`` ([Zhang24, eq. 1]; Nesterov 2013)."""
     return float(2.0 / (p.eigenvalues[0] + p.eigenvalues[-1]))
 
 
@@ -68,15 +68,15 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="quadratic_cases",
-    description="seed 001 §3.1 cases 3/4: GD (2/(mu+L)) vs Adam(b1=0, b2=1 | 0.99, no bias corr.) vs blockwise Adam",
+    description="[Zhang24, §3.1] cases 3/4: GD (2/(mu+L)) vs Adam(b1=0, b2=1 | 0.99, no bias corr.) vs blockwise Adam",
     build=build,
     base={"steps": 2000, "log_every": 10, "rotation": "orthogonal", "tol": 1e-6},
     grid=[
         {"case": [3, 4], "optimizer": ["sgd"], "lr": ["optimal"], "seed": [0, 1, 2]},
         {"case": [3, 4], "optimizer": ["frozen_adam"], "lr": ADAM_LRS, "seed": [0, 1, 2]},
-        {"case": [3, 4], "optimizer": ["adam_nbc"], "lr": ADAM_LRS, "opt.b1": [0.0], "opt.b2": [0.99],
+        {"case": [3, 4], "optimizer": ["adam_no_bias_correction"], "lr": ADAM_LRS, "opt.b1": [0.0], "opt.b2": [0.99],
          "opt.eps": [0.0], "seed": [0, 1, 2]},
-        {"case": [3, 4], "optimizer": ["block_adam"], "lr": ADAM_LRS, "opt.b1": [0.0], "opt.b2": [0.99],
+        {"case": [3, 4], "optimizer": ["blockwise_adam"], "lr": ADAM_LRS, "opt.b1": [0.0], "opt.b2": [0.99],
          "opt.partition": ["leaf"], "seed": [0, 1, 2]},
     ],
     scales={"laptop": {}, "gpu": {"steps": 20000, "log_every": 20}},

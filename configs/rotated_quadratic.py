@@ -1,11 +1,11 @@
-"""Seed 003 §4.1 (Table 1): Adam vs AdaSGD vs rotated Adam on the rotated quadratic.
+"""[Xie24, §4.1] (Table 1): Adam vs AdaSGD vs rotated Adam on the rotated quadratic.
 
 ``L_t(x) = ½ xᵀ R_tᵀ Σ R_t x`` with ``Σ = diag(1,…,1, 1/2², …, 1/990²)`` (d = 1000),
 ``R_t = exp(tA)``, ``t ∈ {0, 0.002, 0.008, 0.015, 0.1}`` (`heterogeneity.problems.rotated_quadratic`;
 one ``M`` per seed, start ``R_tᵀ x_0`` so every t starts at the same loss). 100 steps, β pairs
 (0, 0) and (0.9, 0.99) as the table's two columns, learning rate tuned over a grid (the table
 reports, per setting, the lowest seed-averaged final loss; `scripts/reproduce_table1_seed003.py`
-does that selection). AdaSGD is rotation invariant (seed 003 Thm 2.2), so it runs at t = 0
+does that selection). AdaSGD is rotation invariant [Xie24, Thm 2.2], so it runs at t = 0
 only; ``rotated_adam`` runs Adam on the loss rotated by a RandPerm rotation (App. D.2) at t = 0,
 the optimizer-side rotation of the same experiment.
 
@@ -45,7 +45,7 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="rotated_quadratic",
-    description="seed 003 §4.1 Table 1: Adam on L_t for t in {0,.002,.008,.015,.1}, AdaSGD and RandPerm-rotated Adam",
+    description="[Xie24, §4.1] Table 1: Adam on L_t for t in {0,.002,.008,.015,.1}, AdaSGD and RandPerm-rotated Adam",
     build=build,
     base={"steps": 100, "log_every": 1, "dim": 1000, "last": 990},
     grid=[

@@ -1,11 +1,11 @@
-"""Seed 000 App. D.9 (Table S.9, Fig. S.9): SGD, SignSGD and Adam on the Homo / Hetero quadratics.
+"""[Tomihari25, App. D.9] (Table S.9, Fig. S.9): SGD, SignSGD and Adam on the Homo / Hetero quadratics.
 
 ``L(θ) = ½ θᵀHθ``, ``H = blockdiag(Q_i Λ_i Q_iᵀ)`` with orthogonal ``Q_i`` and the spectra of
-seed 001 §3.1 cases 4 (Homo) and 3 (Hetero). Learning rates as in the paper:
+[Zhang24, §3.1] cases 4 (Homo) and 3 (Hetero). Learning rates as in the paper:
 
 * SGD: ``η = 2/(λ_min + λ_max) = 2/5001`` (eq. 19, used in the paper's runs);
 * SignSGD: the optimal ``η_t = ‖∇L(θ_t)‖₁ / (P Λ_P)`` of App. D.9.1, i.e. SignSGD (S)
-  (``signsgd_l1``) with ``γ = 1/(P Λ_P)``;
+  (``signsgd_s``) with ``γ = 1/(P Λ_P)``;
 * Adam (Figure S.9 companion, not in Table S.9): Optax Adam with a small learning-rate grid.
 
 Recorded per run (float64): the trajectory of ``‖∇L‖₂`` (Fig. S.9), block gradient norms, and
@@ -39,9 +39,9 @@ def learning_rate(hp, p) -> float:
         return float(hp["lr"])
     if hp["optimizer"] == "sgd":
         return gd_optimal_lr(p)
-    if hp["optimizer"] == "signsgd_l1":
+    if hp["optimizer"] == "signsgd_s":
         return float(1.0 / (p.dim * p.lambda_p))  # η_t = ‖g‖₁/(P Λ_P), App. D.9.1
-    raise ValueError(f"lr='optimal' is defined for sgd and signsgd_l1, not {hp['optimizer']!r}")
+    raise ValueError(f"lr='optimal' is defined for sgd and signsgd_s, not {hp['optimizer']!r}")
 
 
 def build(hp) -> RunSpec:
@@ -66,15 +66,15 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="seed000_quadratic",
-    description="seed 000 App. D.9 / Table S.9: SGD (2/(mu+L)), SignSGD (eta_t=|g|_1/(P Lambda_P)), Adam on Homo/Hetero",
+    description="[Tomihari25, App. D.9 / Table S.9]: SGD (2/(mu+L)), SignSGD (eta_t=|g|_1/(P Lambda_P)), Adam on Homo/Hetero",
     build=build,
     base={"steps": 3000, "log_every": 1, "tol": 1e-10, "x64": True},
     grid=[
-        {"setting": ["homo", "hetero"], "optimizer": ["sgd", "signsgd_l1"], "lr": ["optimal"], "seed": [0, 1, 2]},
+        {"setting": ["homo", "hetero"], "optimizer": ["sgd", "signsgd_s"], "lr": ["optimal"], "seed": [0, 1, 2]},
         {"setting": ["homo", "hetero"], "optimizer": ["adam"], "lr": [1e-3, 1e-2, 1e-1], "seed": [0, 1, 2]},
     ],
     scales={"laptop": {}, "gpu": {"steps": 20000}},
     smoke={"steps": 5},
-    smoke_grid={"setting": ["hetero"], "optimizer": ["sgd", "signsgd_l1"], "lr": ["optimal"], "seed": [0]},
+    smoke_grid={"setting": ["hetero"], "optimizer": ["sgd", "signsgd_s"], "lr": ["optimal"], "seed": [0]},
     metric="rel_gap",
 )

@@ -1,4 +1,4 @@
-"""Seed 002 App. E (Figs. 3–6, Tables 5–6) at laptop scale: sign methods with momentum.
+"""[SignMomentum25, App. E] (Figs. 3–6, Tables 5–6) at laptop scale: sign methods with momentum.
 
 Signum (Algorithm 1), MVSM v1/v2 (Algorithm 2), and the baselines signSGD-MV, Sto-signSGD,
 EF-signSGD, with AdamW and SGD-momentum as references, on an MLP over the offline 8×8 digits
@@ -8,10 +8,10 @@ global batch is split, each worker votes, every worker applies the vote); the ot
 whole global batch. Two sweeps, as in App. E.2: a learning-rate sweep for every method and a
 momentum sweep (Signum's β1 ∈ {0.9, 0.5, 0.1, 0.01}, the paper's grid, i.e. Optax decay; MVSM's
 β, the weight of the new gradient, ∈ {0.1, 0.5, 0.9}). The stochastic sign S_R needs R ≥ |g_i|
-(seed 002 Assumption 8, R = G); R = 0.01 matches this MLP's gradient scale (with the default
+([SignMomentum25, Assumption 8], R = G); R = 0.01 matches this MLP's gradient scale (with the default
 R = 1 the votes are near coin flips: MVSM reached 47% validation accuracy after 600 steps
 against 95% with R = 0.01 after 300). The ℓ1 and ℓ2 norms of the stochastic
-gradient are logged at every logged step (``grad_l1``, ``grad_norm``; seed 002 tracks both),
+gradient are logged at every logged step (``grad_l1``, ``grad_norm``; [SignMomentum25] tracks both),
 validation loss / accuracy every ``eval_every`` steps.
 """
 from __future__ import annotations
@@ -34,13 +34,13 @@ SIGN_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 STO_LRS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]  # the stochastic sign S_R: larger rates
 R = [0.01]  # S_R's bound (the paper's G): about this MLP's per-coordinate gradient scale
 GRID = [
-    {"optimizer": ["signum", "mv_signsgd"], "lr": SIGN_LRS, "seed": [0, 1]},
+    {"optimizer": ["signum_first_gradient", "mv_signsgd"], "lr": SIGN_LRS, "seed": [0, 1]},
     {"optimizer": ["sto_signsgd", "mvsm_v1", "mvsm_v2"], "lr": STO_LRS, "opt.R": R, "seed": [0, 1]},
     {"optimizer": ["ef_signsgd"], "lr": [1e-2, 3e-2, 1e-1, 3e-1, 1.0], "seed": [0, 1]},
     {"optimizer": ["adamw"], "lr": [3e-4, 1e-3, 3e-3, 1e-2], "opt.weight_decay": [0.0], "seed": [0, 1]},
     {"optimizer": ["sgd"], "lr": [0.03, 0.1, 0.3, 1.0], "opt.momentum": [0.9], "seed": [0, 1]},
     # momentum sensitivity (App. E.2, Fig. 4)
-    {"optimizer": ["signum"], "lr": [1e-3], "opt.beta": [0.9, 0.5, 0.1, 0.01], "seed": [0, 1]},
+    {"optimizer": ["signum_first_gradient"], "lr": [1e-3], "opt.beta": [0.9, 0.5, 0.1, 0.01], "seed": [0, 1]},
     {"optimizer": ["mvsm_v1", "mvsm_v2"], "lr": [1e-3], "opt.R": R, "opt.beta": [0.1, 0.5, 0.9], "seed": [0, 1]},
 ]
 
@@ -85,7 +85,7 @@ def build(hp) -> RunSpec:
 
 CONFIG = SweepConfig(
     name="sign_methods",
-    description="seed 002 App. E: Signum, MVSM v1/v2, signSGD-MV, Sto-signSGD, EF-signSGD (+AdamW, SGD) on digits MLP",
+    description="[SignMomentum25, App. E]: Signum, MVSM v1/v2, signSGD-MV, Sto-signSGD, EF-signSGD (+AdamW, SGD) on digits MLP",
     build=build,
     base={"steps": 600, "batch_size": 128, "workers": 8, "hidden": [128, 64], "log_every": 10, "eval_every": 100,
           "split_seed": 0},

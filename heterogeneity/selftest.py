@@ -308,11 +308,11 @@ def check_blockwise(quick: bool = False) -> tuple[bool, str]:
     for label, h in blocks.items():
         ev = np.linalg.eigvalsh(h)
         scale = max(np.abs(ev).max(), 1e-12)
-        nodes, weights = np.asarray(spectra[label].nodes), np.asarray(spectra[label].weights)
+        nodes, weights = np.asarray(spectra.block(label).nodes), np.asarray(spectra.block(label).weights)
         live = nodes[weights > 1e-3]
         gap = np.abs(live[:, None] - ev[None]).min(1).max() / scale if live.size else np.inf
         worst_node = max(worst_node, gap)
-        worst_top = max(worst_top, abs(float(tops[label].value) - ev.max()) / scale)
+        worst_top = max(worst_top, abs(float(tops.block(label).value) - ev.max()) / scale)
     tol = 1e-3  # float32 HVPs and recurrence against float64 eigh
     ok = bool(np.isfinite(worst_node) and np.isfinite(worst_top)) and worst_node < tol and worst_top < tol
     return ok, (f"{len(blocks)} blocks: max node-to-eigenvalue gap {worst_node:.1e}, top eigenvalue error "
@@ -320,7 +320,7 @@ def check_blockwise(quick: bool = False) -> tuple[bool, str]:
 
 
 def check_gradient_metrics(quick: bool = False) -> tuple[bool, str]:
-    """Block norms, normalized shares and Gini (seed 000 App. C.2, D.5) at 150 blocks vs NumPy."""
+    """Block norms, normalized shares and Gini [Tomihari25, App. C.2, D.5] at 150 blocks vs NumPy."""
     import jax
 
     from heterogeneity import metrics as hm
@@ -346,7 +346,7 @@ def check_gradient_metrics(quick: bool = False) -> tuple[bool, str]:
 
 
 def check_l11_norm(quick: bool = False) -> tuple[bool, str]:
-    """Cauchy-sketch ‖H‖₁,₁ (seed 003 Alg. 4) vs the dense float64 value."""
+    """Cauchy-sketch ‖H‖₁,₁ [Xie24, Alg. 4] vs the dense float64 value."""
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree

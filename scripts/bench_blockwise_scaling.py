@@ -59,7 +59,7 @@ def one_depth(layers: int, steps: int, probes: int) -> dict:
     t = time.perf_counter()
     out = jax.block_until_ready(compiled(params, batch, jax.random.key(2)))
     t_warm = time.perf_counter() - t
-    finite = bool(all(bool(jnp.all(s.finite)) for s in out.values()))
+    finite = bool(jnp.all(out.finite))
     groups = len(hc.block_packing(part, params, small=steps))  # Lanczos programs inside the one jit
     return dict(layers=layers, blocks=n_blocks, params=int(sum(x.size for x in jax.tree.leaves(params))),
                 groups=groups, stablehlo_chars=hlo, trace_s=t_trace, compile_s=t_compile, first_run_s=t_first,

@@ -262,7 +262,7 @@ def bench_blockwise(name, loss_fn, params, batch, key, m, reps, partition, rows)
     t0 = time.perf_counter()
     jax.block_until_ready(loop(fns))
     warm_n = time.perf_counter() - t0
-    rows.append((name, "per-block Python loop of slq, recomputed HVP as seed 001 (cold / warm)",
+    rows.append((name, "per-block Python loop of slq, recomputed HVP as [Zhang24] (cold / warm)",
                  f"{cold_n:.2f} s / {warm_n:.2f} s", f"loop/blockwise: {cold_n / cold_b:.2f}x cold, {warm_n / warm_b:.2f}x warm"))
     print(rows[-1], flush=True)
 

@@ -367,8 +367,8 @@ def worker_call(spec: dict, loss_fn, params):
                                     group_by=spec["group_by"])
 
         def summary(res):
-            return {"blocks": len(res), "labels": list(res), "finite": all(bool(s.finite) for s in res.values()),
-                    "top_node": {lab: top_node(s.nodes[0], s.weights[0]) for lab, s in res.items()}}
+            return {"blocks": len(res), "labels": list(res.labels), "finite": bool(np.all(np.asarray(res.finite))),
+                    "top_node": {lab: top_node(s.nodes[0], s.weights[0]) for lab, s in res.as_dict().items()}}
     elif task == "top_eigenvalue":
         def call(p, b, k):
             return hc.top_eigenvalue(hc.HessianOperator(loss_fn, p, b), p, k, num_steps=m)

@@ -2,8 +2,7 @@
 
 For each parameter tensor b (embedding, positions, each layer's query/key/value/out/fc_in/
 fc_out kernels and biases, LayerNorm scales and biases, final norm, LM head) it estimates the
-spectral density of the diagonal Hessian block H_bb by stochastic Lanczos quadrature (seed 001
-App. C.2, Alg. 5): for probes v ~ Rademacher on block b, m Lanczos steps on v ↦ H_bb v give a
+spectral density of the diagonal Hessian block H_bb by stochastic Lanczos quadrature [Zhang24, App. C.2, Alg. 5]: for probes v ~ Rademacher on block b, m Lanczos steps on v ↦ H_bb v give a
 Gauss quadrature (nodes θ_j, weights c_j) with Σ_j c_j θ_j^k = vᵀ H_bbᵏ v for k < 2m.
 
     python scripts/blockwise_gpt2.py --out results/gpt2            # GPT-2 small, seq 1024, m=100, 10 probes
@@ -164,7 +163,7 @@ def make_chunks(labels, mode):
 
 
 def chunk_program(loss_fn, partition, args):
-    """``f(params, batch, key, labels)`` -> ``{label: Spectrum}`` (a function to `jax.jit` per chunk)."""
+    """``f(params, batch, key, labels)`` -> `curvature.BlockwiseSpectrum` (a function to `jax.jit` per chunk)."""
     from heterogeneity import curvature as hc
 
     def run(params, batch, key, *, labels):
@@ -179,9 +178,9 @@ def chunk_program(loss_fn, partition, args):
 
 def save_chunk(path, labels, spectra):
     arrays = dict(labels=np.asarray(labels),
-                  nodes=np.stack([np.asarray(spectra[b].nodes, np.float32) for b in labels]),
-                  weights=np.stack([np.asarray(spectra[b].weights, np.float32) for b in labels]),
-                  finite=np.asarray([bool(spectra[b].finite) for b in labels]))
+                  nodes=np.stack([np.asarray(spectra.block(b).nodes, np.float32) for b in labels]),
+                  weights=np.stack([np.asarray(spectra.block(b).weights, np.float32) for b in labels]),
+                  finite=np.asarray([bool(spectra.block(b).finite) for b in labels]))
     _atomic(path, lambda f: np.savez(f, **arrays))
 
 
@@ -254,7 +253,7 @@ def run(args):
         spectra = jax.block_until_ready(compiled(params, batch, key))
         t2 = time.perf_counter()
         save_chunk(path, chunk, spectra)
-        finite = all(bool(spectra[b].finite) for b in chunk)
+        finite = all(bool(spectra.block(b).finite) for b in chunk)
         manifest["chunks"][name] = dict(file=f"{name}.npz", labels=chunk, compile_s=t1 - t0, run_s=t2 - t1,
                                         finite=finite)
         _write_json(mpath, manifest)

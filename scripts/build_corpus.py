@@ -21,7 +21,7 @@ Cleaning (deterministic, documented in PROVENANCE.md):
     Folio order, Pericles last), separated by three blank lines (inside a work there are at most
     two, so `text.split("\\n\\n\\n\\n")` recovers the works), ending with one newline. The plays
     come last so that the conventional "last 10% of characters" validation split (nanoGPT,
-    seed 000 App. D.10) is made of plays (Othello from Act I on, then three whole plays).
+    [Tomihari25, App. D.10]) is made of plays (Othello from Act I on, then three whole plays).
 
 The output is an `.xz` stream (`lzma`, preset 9 | EXTREME, CRC64), which carries no timestamp,
 so the same sdist always gives the same bytes.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce seed 003 Table 1 (§4.1): final loss of Adam / AdaSGD / rotated Adam on the rotated quadratic.
+"""Reproduce [Xie24, Table 1] (§4.1): final loss of Adam / AdaSGD / rotated Adam on the rotated quadratic.
 
 Runs (resumably) ``configs/rotated_quadratic.py`` and prints, for every optimizer and rotation
 time t, the (1,1)-norm/d of the Hessian and, for both β columns, the lowest seed-averaged final
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         key = (row.get("optimizer", hp0["optimizer"]), float(row.get("t", hp0["t"])))
         betas = tuple(row.get("betas", hp0["betas"]))
         table.setdefault(key, {})[betas] = row
-    print(f"\nseed 003 Table 1 (d = {hp0['dim']}, {hp0['steps']} steps; best lr per cell, mean ± std over seeds)")
+    print(f"\n[Xie24, Table 1] (d = {hp0['dim']}, {hp0['steps']} steps; best lr per cell, mean ± std over seeds)")
     print(f"{'optimizer':14}{'t':>7}{'(1,1)/d':>10}{'β=(0,0)':>26}{'β=(0.9,0.99)':>26}   paper (1,1)/d, losses")
     out = []
     for (opt, t), cells in sorted(table.items(), key=lambda kv: (kv[0][0] != "adasgd", kv[0][0], kv[0][1])):

@@ -61,11 +61,11 @@ def test_config_smoke_runs(name, tmp_path):
 
 
 def test_seed000_quadratic_signsgd_feels_lambda_p():
-    """Seed 000 App. D.9 in 300 steps: SignSGD (η_t = ‖g‖₁/(PΛ_P)) gains far more on Hetero, SGD does not."""
+    """[Tomihari25, App. D.9] in 300 steps: SignSGD (η_t = ‖g‖₁/(PΛ_P)) gains far more on Hetero, SGD does not."""
     cfg = _load("seed000_quadratic")
     gaps = {}
     for setting in ("homo", "hetero"):
-        for opt in ("sgd", "signsgd_l1"):
+        for opt in ("sgd", "signsgd_s"):
             hp = {**resolve(cfg, smoke=True)[0], "steps": 300, "setting": setting, "optimizer": opt}
             rec = run_one(cfg, hp)
             assert rec["status"] == "finished", rec.get("error")
@@ -73,7 +73,7 @@ def test_seed000_quadratic_signsgd_feels_lambda_p():
             np.testing.assert_allclose(rec["final"]["lambda_p"], {"homo": 4999.0, "hetero": 5104.0 / 3}[setting])
             if opt == "sgd":  # Table S.9: Λ_G ≈ λ_max on both
                 assert 4900 < rec["final"]["lambda_g"] <= 5000 + 1e-6
-    assert gaps["signsgd_l1", "hetero"] < 1e-2 * gaps["signsgd_l1", "homo"]
+    assert gaps["signsgd_s", "hetero"] < 1e-2 * gaps["signsgd_s", "homo"]
     assert 0.1 < gaps["sgd", "hetero"] / gaps["sgd", "homo"] < 10
 
 
@@ -89,7 +89,7 @@ def test_launch_scripts_smoke(tmp_path, capsys):
     assert _script("sweep").main(["--config", str(ROOT / "configs" / "seed000_quadratic.py"), "--out", str(out),
                                   "--smoke", "--best-over", "lr"]) == 0
     text = capsys.readouterr().out
-    assert "rel_gap" in text and "signsgd_l1" in text and len(load_runs(out)) == 2
+    assert "rel_gap" in text and "signsgd_s" in text and len(load_runs(out)) == 2
     # the Table S.9 launcher resumes the same sweep (nothing to rerun) and prints the exact Λ_P
     assert _script("reproduce_table_s9").main(["--out", str(out), "--smoke"]) == 0
     text = capsys.readouterr().out
@@ -104,11 +104,11 @@ def test_launch_script_checks_fail_on_wrong_numbers():
     run = lambda setting, opt, lp, lg: {"run_id": "x", "status": "finished", "final": {"lambda_p": lp, "lambda_g": lg},  # noqa: E731
                                         "hparams": {"setting": setting, "optimizer": opt}}
     good = [run("homo", "sgd", 4999.0, 4999.1), run("hetero", "sgd", 5104 / 3, 4999.99),
-            run("hetero", "signsgd_l1", 5104 / 3, float("nan"))]  # Λ_G is only checked on SGD runs
+            run("hetero", "signsgd_s", 5104 / 3, float("nan"))]  # Λ_G is only checked on SGD runs
     assert s9.checks(good) == []
     for bad in (run("hetero", "sgd", 1701.34, 4999.99), run("homo", "sgd", 4999.0, 5000.5),
                 run("homo", "sgd", 4999.0, 4800.0), run("homo", "sgd", 4999.0, float("nan")),
-                run("hetero", "signsgd_l1", float("nan"), 1.0)):
+                run("hetero", "signsgd_s", float("nan"), 1.0)):
         assert len(s9.checks(good + [bad])) == 1, bad
     assert s9.checks([{**run("homo", "sgd", 0.0, 0.0), "status": "diverged"}]) == []
 

@@ -9,7 +9,7 @@ give `{"x", "y"}` dicts):
   from_arrays(x, y, num_classes=None, *, x_val, y_val, val_fraction, key, stratify)  user arrays.
 
 Character-level language modelling (`CharCorpus`: vocab, encode, decode, train, val, sample_batch):
-  load_shakespeare(*, val_fraction=0.1, max_chars=None)  the shipped corpus (seed 000 App. D.10).
+  load_shakespeare(*, val_fraction=0.1, max_chars=None)  the shipped corpus [Tomihari25, App. D.10].
   load_text(path, *, val_fraction, vocab, max_chars)      any UTF-8 text file.
 
 Batching (same key, same batches):

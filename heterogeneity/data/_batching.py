@@ -7,8 +7,8 @@ dicts (or the split's own pytree structure).
 `microbatch` (re-exported from `heterogeneity.curvature`, the one implementation) reshapes a
 batch of B examples into a `MicroBatched` of M micro-batches of B/M, the layout the curvature
 code scans over so that Hessian-vector products are *averaged* over micro-batches in
-constant memory (the zyushun/hessian-spectrum code sums them, which scales the spectrum by M;
-DESIGN.md Sec. 4, seed 001 App. C.2).
+constant memory (the public code of [Zhang24, App. C.2] sums them, which scales the spectrum
+by M).
 """
 from __future__ import annotations
 

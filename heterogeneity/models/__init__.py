@@ -5,13 +5,13 @@ Models (tiny defaults for CPU tests; paper-scale ``preset``s for GPU):
 ======================  =====================  ==================================================
 ``build`` name          class                  paper use
 ======================  =====================  ==================================================
-``mlp``                 `MLP`                  seed 001 App. D.3 (layer output scale ``c``)
+``mlp``                 `MLP`                  [Zhang24, App. D.3] (layer output scale ``c``)
 ``cnn``                 `CNN`                  block-homogeneous baseline (optional BatchNorm)
-``resnet``              `ResNet`               seed 000 Fig. 3(c), seed 001 Fig. 4, seed 003 §4.3
-``transformer``         `TransformerEncoder`   seed 000 §4.7 / Table 2 (``norm="pre"|"post"|"none"``)
-``gpt``                 `GPT`                  seed 000 App. D.10 (nanoGPT), seed 001 App. D.2
-``vit``                 `ViT`                  seed 000 Fig. 3(b), seed 001 Fig. 4
-``mixer``               `MLPMixer`             seed 001 Fig. 5(b, c)
+``resnet``              `ResNet`               [Tomihari25, Fig. 3(c)], [Zhang24, Fig. 4], [Xie24, §4.3]
+``transformer``         `TransformerEncoder`   [Tomihari25, §4.7 / Table 2] (``norm="pre"|"post"|"none"``)
+``gpt``                 `GPT`                  [Tomihari25, App. D.10] (nanoGPT), [Zhang24, App. D.2]
+``vit``                 `ViT`                  [Tomihari25, Fig. 3(b)], [Zhang24, Fig. 4]
+``mixer``               `MLPMixer`             [Zhang24, Fig. 5(b, c)]
 ======================  =====================  ==================================================
 
 Pure functions: ``apply_fn, params = functional(model, batch_stats="eval"|"batch")``;
@@ -57,38 +57,38 @@ MODELS: dict[str, type[nnx.Module]] = {
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "mlp": {
-        # seed 001 App. D.3: 4-layer ReLU MLP on MNIST, hidden widths 300-128-64; vary output_scale c = 1..15.
+        # [Zhang24, App. D.3]: 4-layer ReLU MLP on MNIST, hidden widths 300-128-64; vary output_scale c = 1..15.
         "seed001_mnist": dict(in_features=784, hidden=(300, 128, 64), num_classes=10),
     },
     "cnn": {
         "cifar10": dict(in_channels=3, channels=(32, 64, 128), num_classes=10, batch_norm=True),
     },
     "resnet": {
-        # ResNet-18 widths/depths (CIFAR stem); seed 003 §4.3 (CIFAR-10), seed 000 Fig. 3(c) (Flowers102: num_classes=102).
+        # ResNet-18 widths/depths (CIFAR stem); [Xie24, §4.3] (CIFAR-10), [Tomihari25, Fig. 3(c)] (Flowers102: num_classes=102).
         "resnet18": dict(in_channels=3, channels=(64, 128, 256, 512), blocks=(2, 2, 2, 2), num_classes=10,
                          batch_norm=True),
     },
     "transformer": {
-        # RoBERTa-base shape (seed 000 §4.7, Table 2: RTE, 2 classes); Post-LN as the pre-trained model.
+        # RoBERTa-base shape ([Tomihari25, §4.7, Table 2]: RTE, 2 classes); Post-LN as the pre-trained model.
         "seed000_roberta_base": dict(vocab_size=50265, max_len=512, d_model=768, num_heads=12, num_layers=12,
                                      d_ff=3072, num_classes=2, norm="post", pool="first"),
     },
     "gpt": {
-        # nanoGPT shakespeare_char config (seed 000 App. D.10; seed 001 App. D.1 "GPT2-nano").
+        # nanoGPT shakespeare_char config ([Tomihari25, App. D.10]; [Zhang24, App. D.1] "GPT2-nano").
         "seed000_nanogpt": dict(vocab_size=65, max_len=256, d_model=384, num_heads=6, num_layers=6, d_ff=1536),
-        # seed 001 App. D.2 / Fig. 2: 2 heads, width 4, MLP width 4, no LayerNorm (num_layers 2, 4 or 8),
+        # [Zhang24, App. D.2 / Fig. 2]: 2 heads, width 4, MLP width 4, no LayerNorm (num_layers 2, 4 or 8),
         # GPT-2 vocabulary, sequences of 4 tokens.
         "seed001_tiny_no_ln": dict(vocab_size=50257, max_len=4, d_model=4, num_heads=2, num_layers=2, d_ff=4,
                                    norm="none"),
         "gpt2_small": dict(vocab_size=50257, max_len=1024, d_model=768, num_heads=12, num_layers=12, d_ff=3072),
     },
     "vit": {
-        # ViT-Base/16 shape (seed 000: Flowers102 with 102 classes; seed 001 Fig. 4: ImageNet).
+        # ViT-Base/16 shape ([Tomihari25]: Flowers102 with 102 classes; [Zhang24, Fig. 4]: ImageNet).
         "seed000_vit_base": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, num_heads=12,
                                  num_layers=12, d_ff=3072, num_classes=102),
     },
     "mixer": {
-        # Mixer-B/16 (seed 001 Fig. 5(b, c)).
+        # Mixer-B/16 ([Zhang24, Fig. 5(b, c)]).
         "seed001_mixer_b16": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, tokens_hidden=384,
                                   channels_hidden=3072, num_layers=12, num_classes=1000),
     },

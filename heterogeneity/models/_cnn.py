@@ -1,4 +1,4 @@
-"""Small CNN and ResNet (the block-homogeneous models of seed 001 Fig. 3–4, seed 000 Fig. 3).
+"""Small CNN and ResNet (the block-homogeneous models of [Zhang24, Fig. 3–4], [Tomihari25, Fig. 3]).
 
 Inputs are NHWC images. Parameter paths follow the naming contract:
 ``convs/{i}/{kernel,bias}``, BatchNorm ``norms/{i}/{scale,bias}`` (running statistics
@@ -9,7 +9,7 @@ The ResNet adds 1×1 projection shortcuts ``shortcuts/{j}/kernel`` with their no
 BatchNorm is optional (``batch_norm=False`` removes every norm). How curvature is taken with
 BatchNorm (running vs per-batch statistics) is chosen in `functional(model, batch_stats=...)`.
 `by_role` gives ``norm`` and ``head``; conv kernels have no transformer role, so use
-``by_role(default="conv")`` or `by_leaf` / `by_layer` (seed 001 takes each conv layer as a block).
+``by_role(default="conv")`` or `by_leaf` / `by_layer` ([Zhang24] takes each conv layer as a block).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""GPT-style causal character LM (nanoGPT-like; seed 000 App. D.10, seed 001 App. D.1–D.2).
+"""GPT-style causal character LM (nanoGPT-like; [Tomihari25, App. D.10], [Zhang24, App. D.1–D.2]).
 
 Token + learned positional embeddings, ``num_layers`` causal `TransformerBlock`s (Pre-LN by
-default, as GPT-2/nanoGPT; ``norm="none"`` gives seed 001 App. D.2's LayerNorm-free model),
+default, as GPT-2/nanoGPT; ``norm="none"`` gives [Zhang24, App. D.2]'s LayerNorm-free model),
 final LayerNorm (Pre-LN only) and an untied LM head without bias (nanoGPT's ``lm_head``;
 untied so the head is its own Hessian block). Paths as in `heterogeneity.models._transformer`.
 

@@ -1,4 +1,4 @@
-"""MLP-Mixer (Tolstikhin et al.; seed 001 Fig. 5(b, c): block heterogeneity without attention).
+"""MLP-Mixer (Tolstikhin et al.; [Zhang24, Fig. 5(b, c)]: block heterogeneity without attention).
 
 Patch embedding ``patch_embed`` (strided conv), then per layer ``i``:
 ``x ← x + token_mixing(LN_token(x)ᵀ)ᵀ`` (an MLP across patches) and

@@ -1,6 +1,6 @@
-"""Plain MLP with a per-layer output scale (seed 001 App. D.3, Fig. 5(a)).
+"""Plain MLP with a per-layer output scale [Zhang24, App. D.3, Fig. 5(a)].
 
-Seed 001 trains a 4-layer ReLU MLP on MNIST (hidden widths 300, 128, 64) and "changes the
+[Zhang24] trains a 4-layer ReLU MLP on MNIST (hidden widths 300, 128, 64) and "changes the
 degree of heterogeneity by scaling the output of each layer with constant c", c = 1 … 15.
 Here layer ``i`` computes ``c_i · (W_i x + b_i)`` (then ReLU for hidden layers); the head
 is scaled by ``c_L``. A scalar ``output_scale=c`` scales every layer (head included) by the

@@ -1,10 +1,10 @@
-"""Transformer building blocks and the encoder classifier with LN placement (seed 000 §4.7, Table 2).
+"""Transformer building blocks and the encoder classifier with LN placement [Tomihari25, §4.7, Table 2].
 
 Blocks (shared by `GPT`, `ViT` and `TransformerEncoder`):
 
 * `SelfAttention`: separate ``query``, ``key``, ``value``, ``out`` `nnx.Linear` modules (seed
   001 treats Q, K, V as separate Hessian blocks), hand-written softmax attention so Hessians
-  are exact (no fused kernels; seed 001 App. D.1), returns ``(y, probs)`` with
+  are exact (no fused kernels; [Zhang24, App. D.1]), returns ``(y, probs)`` with
   ``probs: (B, H, S, S)``.
 * `FeedForward`: ``fc_in`` → GELU → ``fc_out``.
 * `TransformerBlock` with ``norm``:
@@ -13,11 +13,11 @@ Blocks (shared by `GPT`, `ViT` and `TransformerEncoder`):
   - ``"post"`` (Post-LN): ``x ← LN(x + Attn(x));  x ← LN(x + FFN(x))`` (BERT/RoBERTa);
   - ``"none"`` (No-LN):   ``x ← x + Attn(x);      x ← x + FFN(x)``, and no norm parameters at all.
 
-  These are the three Jacobians of seed 000 eqs. (5)–(6).
+  These are the three Jacobians of [Tomihari25, eqs. (5)–(6)].
 
 Attention probabilities: every model's ``__call__(x, ..., return_attention=True)`` returns
 ``(outputs, attn)`` with ``attn: (num_layers, B, H, S, S)`` (an explicit return: jit- and
-`functional`-friendly, no mutable collections), ready for the entropy ratio of seed 000 App. F.5.
+`functional`-friendly, no mutable collections), ready for the entropy ratio of [Tomihari25, App. F.5].
 
 Parameter paths: ``embed/embedding``, ``pos_embed/embedding``,
 ``layers/{i}/attn/{query,key,value,out}/{kernel,bias}``, ``layers/{i}/mlp/{fc_in,fc_out}/...``,
@@ -132,7 +132,7 @@ def make_blocks(num_layers: int, d_model: int, num_heads: int, d_ff: int, norm: 
 
 
 class TransformerEncoder(nnx.Module):
-    """Token-sequence classifier (BERT/RoBERTa-like encoder; seed 000 §4.7, Table 2).
+    """Token-sequence classifier (BERT/RoBERTa-like encoder; [Tomihari25, §4.7, Table 2]).
 
     ``__call__(tokens (B, S) int, *, mask=None, return_attention=False)`` → logits (B, num_classes).
     ``mask`` (B, S) bool marks real (non-padding) tokens: padding keys are not attended to and

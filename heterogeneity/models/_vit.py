@@ -1,4 +1,4 @@
-"""Tiny Vision Transformer (seed 000 Fig. 3(b), seed 001 Fig. 4 ViT-base).
+"""Tiny Vision Transformer ([Tomihari25, Fig. 3(b)], [Zhang24, Fig. 4] ViT-base).
 
 Non-overlapping ``patch_size`` patches embedded by a strided conv (``patch_embed/{kernel,bias}``),
 learned positional embedding ``pos_embed`` (a (1, N, d) parameter), Transformer blocks with

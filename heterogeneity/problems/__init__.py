@@ -1,8 +1,8 @@
 """heterogeneity.problems: objectives whose answers are known exactly.
 
-* `quadratic_case` (seed 001 §3.1 cases 1–4), `heterogeneous_quadratic`,
-  `homogeneous_quadratic` (seed 000 App. D.9, Table S.9), `block_quadratic` (any block spectra);
-* `rotated_quadratic` / `rotated_quadratic_family` (seed 003 §4.1, Table 1, App. D.1).
+* `quadratic_case` ([Zhang24, §3.1] cases 1–4), `heterogeneous_quadratic`,
+  `homogeneous_quadratic` [Tomihari25, App. D.9, Table S.9], `block_quadratic` (any block spectra);
+* `rotated_quadratic` / `rotated_quadratic_family` [Xie24, §4.1, Table 1, App. D.1].
 
 Every problem is a `QuadraticProblem`: ``loss_fn(params, batch=None)``, ``init_params()``,
 the dense ``hessian`` (float64), ``block_hessians``, ``partition`` (a

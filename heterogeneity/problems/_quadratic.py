@@ -8,17 +8,16 @@ needs is computed once, in float64 NumPy, from the dense Hessian:
 * blockwise: ``block_hessians`` (principal sub-matrices ``[H]_l``), ``block_eigenvalues``,
   ``block_top_eigenvalues``, ``block_spectral_norms`` (``‖[H]_l‖₂``), ``block_traces``,
   ``block_l11_norms``, ``block_condition_numbers``, ``block_sizes``;
-* global: ``eigenvalues``, ``trace``, ``l11_norm`` (``Σ_ij |H_ij|``, seed 003 §3.3),
+* global: ``eigenvalues``, ``trace``, ``l11_norm`` (``Σ_ij |H_ij|``, [Xie24, §3.3]),
   ``spectral_norm``, ``frobenius_norm``, ``condition_number``, ``off_block_norm``
-  (``δ_D = ‖H − blockdiag(H)‖₂``, seed 000 Assumption 4.3), ``minimizer``, ``min_value``;
-* seed 000 Def. 4.5: ``lambda_p = Σ_b (P_b/P) ‖[H]_b‖₂`` (exact; Table S.9: 4999 on the
+  (``δ_D = ‖H − blockdiag(H)‖₂``, [Tomihari25, Assumption 4.3]), ``minimizer``, ``min_value``;
+* [Tomihari25, Def. 4.5]: ``lambda_p = Σ_b (P_b/P) ‖[H]_b‖₂`` (exact; Table S.9: 4999 on the
   homogeneous and 1701.33 on the heterogeneous case) and ``lambda_g(params)``, the
   gradient-weighted norm at one point (App. D.9 takes its sup over the trajectory).
 
-Block-diagonal problems follow seed 001 §3.1: ``H = diag(H_1, …, H_L)``,
-``H_l = Q_l Λ_l Q_lᵀ``. ``rotation="orthogonal"`` draws ``Q_l`` Haar-orthogonal (seed 000
-App. D.9), so the spectrum of ``H_l`` is exactly ``Λ_l``; ``rotation="gaussian"`` uses
-i.i.d. standard Gaussian ``Q_l`` as seed 001 §3.1 writes — ``H_l`` is then still symmetric
+Block-diagonal problems follow [Zhang24, §3.1]: ``H = diag(H_1, …, H_L)``,
+``H_l = Q_l Λ_l Q_lᵀ``. ``rotation="orthogonal"`` draws ``Q_l`` Haar-orthogonal [Tomihari25, App. D.9], so the spectrum of ``H_l`` is exactly ``Λ_l``; ``rotation="gaussian"`` uses
+i.i.d. standard Gaussian ``Q_l`` as [Zhang24, §3.1] writes — ``H_l`` is then still symmetric
 positive definite but its eigenvalues are *not* ``Λ_l`` (all block quantities are computed
 from the actual matrix, so they stay exact). ``rotation="identity"`` gives diagonal blocks.
 
@@ -51,10 +50,10 @@ __all__ = [
 ]
 
 HETEROGENEOUS_SPECTRA: tuple[tuple[float, ...], ...] = ((1.0, 2.0, 3.0), (99.0, 100.0, 101.0), (4998.0, 4999.0, 5000.0))
-"""Seed 001 §3.1 case 3 / seed 000 App. D.9 "Hetero": the blocks' spectra have disjoint supports."""
+"""[Zhang24, §3.1] case 3 / [Tomihari25, App. D.9] "Hetero": the blocks' spectra have disjoint supports."""
 
 HOMOGENEOUS_SPECTRA: tuple[tuple[float, ...], ...] = ((1.0, 99.0, 4998.0), (2.0, 100.0, 4999.0), (3.0, 101.0, 5000.0))
-"""Seed 001 §3.1 case 4 / seed 000 App. D.9 "Homo": same eigenvalues as case 3, spread across blocks."""
+"""[Zhang24, §3.1] case 4 / [Tomihari25, App. D.9] "Homo": same eigenvalues as case 3, spread across blocks."""
 
 
 def _block_names(n: int) -> tuple[str, ...]:
@@ -169,12 +168,12 @@ class QuadraticProblem:
     # ------------------------------------------------------------------ exact quantities
     @functools.cached_property
     def block_hessians(self) -> tuple[np.ndarray, ...]:
-        """Principal sub-matrices ``[H]_l`` (seed 001 §2.1 notation)."""
+        """Principal sub-matrices ``[H]_l`` ([Zhang24, §2.1] notation)."""
         return tuple(self.hessian[o:o + n, o:o + n].copy() for o, n in zip(self.block_offsets, self.block_sizes))
 
     @functools.cached_property
     def block_eigenvalues(self) -> tuple[np.ndarray, ...]:
-        """Ascending spectrum of every block (the exact blockwise spectra seed 001 estimates by SLQ)."""
+        """Ascending spectrum of every block (the exact blockwise spectra [Zhang24] estimates by SLQ)."""
         return tuple(np.linalg.eigvalsh(hb) for hb in self.block_hessians)
 
     @functools.cached_property
@@ -183,7 +182,7 @@ class QuadraticProblem:
 
     @functools.cached_property
     def block_spectral_norms(self) -> np.ndarray:
-        """``‖[H]_b‖₂ = max |λ|`` per block: the block Hessian norms of seed 000 Def. 4.5."""
+        """``‖[H]_b‖₂ = max |λ|`` per block: the block Hessian norms of [Tomihari25, Def. 4.5]."""
         return np.array([np.abs(ev).max() for ev in self.block_eigenvalues])
 
     @functools.cached_property
@@ -208,7 +207,7 @@ class QuadraticProblem:
 
     @functools.cached_property
     def l11_norm(self) -> float:
-        """``‖H‖_{1,1} = Σ_ij |H_ij|``, the (1,1)-norm of seed 003 §3.3 / Table 1."""
+        """``‖H‖_{1,1} = Σ_ij |H_ij|``, the (1,1)-norm of [Xie24, §3.3 / Table 1]."""
         return float(np.abs(self.hessian).sum())
 
     @property
@@ -226,7 +225,7 @@ class QuadraticProblem:
 
     @functools.cached_property
     def off_block_norm(self) -> float:
-        """``δ_D = ‖H − blockdiag([H]_1, …, [H]_B)‖₂`` (seed 000 Assumption 4.3, eq. 1)."""
+        """``δ_D = ‖H − blockdiag([H]_1, …, [H]_B)‖₂`` [Tomihari25, Assumption 4.3, eq. 1]."""
         off = self.hessian.copy()
         for o, n in zip(self.block_offsets, self.block_sizes):
             off[o:o + n, o:o + n] = 0.0
@@ -234,7 +233,7 @@ class QuadraticProblem:
 
     @property
     def lambda_p(self) -> float:
-        """Parameter-weighted Hessian norm ``Λ_P = Σ_b (P_b/P) ‖[H]_b‖₂`` (seed 000 Def. 4.5).
+        """Parameter-weighted Hessian norm ``Λ_P = Σ_b (P_b/P) ‖[H]_b‖₂`` [Tomihari25, Def. 4.5].
 
         The Hessian of a quadratic is constant, so the sup over θ is attained everywhere.
         """
@@ -242,7 +241,7 @@ class QuadraticProblem:
         return float(np.sum(sizes / sizes.sum() * self.block_spectral_norms))
 
     def lambda_g(self, params) -> jax.Array:
-        """``Σ_b ‖g_b‖²/‖g‖² ‖[H]_b‖₂`` at ``params`` (seed 000 Def. 4.5 before the sup; App. D.9).
+        """``Σ_b ‖g_b‖²/‖g‖² ‖[H]_b‖₂`` at ``params`` ([Tomihari25, Def. 4.5] before the sup; App. D.9).
 
         jit-able; the sup over a trajectory is the caller's ``max`` over steps.
         """
@@ -285,16 +284,16 @@ def block_quadratic(
     x0: np.ndarray | str = "gaussian",
     name: str = "block_quadratic",
 ) -> QuadraticProblem:
-    """Block-diagonal quadratic ``H = diag(Q_l Λ_l Q_lᵀ)`` with ``Λ_l = diag(spectra[l])`` (seed 001 §3.1).
+    """Block-diagonal quadratic ``H = diag(Q_l Λ_l Q_lᵀ)`` with ``Λ_l = diag(spectra[l])`` [Zhang24, §3.1].
 
     Args:
       spectra: one 1-D sequence of eigenvalues per block (the block sizes are their lengths).
       key: PRNG key for ``Q_l`` and the start point.
-      rotation: ``"orthogonal"`` (Haar, seed 000 App. D.9), ``"gaussian"`` (i.i.d. N(0,1)
-        entries, as seed 001 §3.1 writes; the block spectrum is then not ``Λ_l``) or
+      rotation: ``"orthogonal"`` (Haar, [Tomihari25, App. D.9]), ``"gaussian"`` (i.i.d. N(0,1)
+        entries, as [Zhang24, §3.1] writes; the block spectrum is then not ``Λ_l``) or
         ``"identity"``.
-      linear: ``h`` (default 0, as in seed 001 §3.1).
-      x0: start point, ``"gaussian"`` (standard Gaussian, seed 001 §3.1), ``"zeros"`` or an array.
+      linear: ``h`` (default 0, as in [Zhang24, §3.1]).
+      x0: start point, ``"gaussian"`` (standard Gaussian, [Zhang24, §3.1]), ``"zeros"`` or an array.
     """
     spectra = [np.asarray(s, dtype=np.float64) for s in spectra]
     if not spectra or any(s.ndim != 1 or s.size == 0 for s in spectra):
@@ -336,7 +335,7 @@ def block_quadratic(
 def rescale_spectra(spectra: Sequence[Sequence[float]], *, lo: float = 1.0, hi: float = 5000.0) -> tuple[np.ndarray, ...]:
     """One affine map (shift + proportional scale) of all blocks' eigenvalues onto ``[lo, hi]``.
 
-    Seed 001 §3.1 cases 1–2: "shifting and proportional scaling are performed to ensure all
+    [Zhang24, §3.1] cases 1–2: "shifting and proportional scaling are performed to ensure all
     elements in Λ_l lie in [1, 5000]", making the global condition number exactly ``hi/lo``.
     The map is shared by all blocks, so their relative positions (the heterogeneity) survive.
     """
@@ -355,7 +354,7 @@ def spectra_from_density(nodes, weights, n: int) -> np.ndarray:
 
     ``nodes``/``weights`` are e.g. the Ritz values and weights of a blockwise SLQ run
     (``heterogeneity.curvature``), flattened over probes; this turns a model's estimated
-    block spectrum into the ``Λ_l`` of seed 001 §3.1 cases 1–2 ("we sample d_l numbers
+    block spectrum into the ``Λ_l`` of [Zhang24, §3.1] cases 1–2 ("we sample d_l numbers
     according to the spectrum of ..."). Combine with `rescale_spectra`.
     """
     nodes = np.ravel(np.asarray(nodes, dtype=np.float64))
@@ -379,9 +378,9 @@ def _mp_quantiles(n: int, ratio: float) -> np.ndarray:
 
 
 def transformer_like_spectra(n: int = 25) -> tuple[np.ndarray, ...]:
-    """Parametric stand-in for seed 001 §3.1 case 1 (GPT-2 embedding, 3rd Query, 3rd Value, 3rd MLP).
+    """Parametric stand-in for [Zhang24, §3.1] case 1 (GPT-2 embedding, 3rd Query, 3rd Value, 3rd MLP).
 
-    Seed 001 Figs. 3, 12 show Transformer block spectra with different shapes *and* scales:
+    [Zhang24, Figs. 3, 12] show Transformer block spectra with different shapes *and* scales:
     embedding and Query concentrated near zero, Value and MLP larger with heavy tails. We use
     deterministic quantiles: embedding ``1e-3·Exp``, Query ``1e-2·u⁴`` (mass near 0), Value
     ``1e-1·MP(0.5)``, MLP ``MP(0.25)`` plus two outliers ×4, ×8 — raw values before
@@ -398,9 +397,9 @@ def transformer_like_spectra(n: int = 25) -> tuple[np.ndarray, ...]:
 
 
 def cnn_like_spectra(n: int = 25) -> tuple[np.ndarray, ...]:
-    """Parametric stand-in for seed 001 §3.1 case 2 (ResNet18 conv layers 1–4): similar blocks.
+    """Parametric stand-in for [Zhang24, §3.1] case 2 (ResNet18 conv layers 1–4): similar blocks.
 
-    Seed 001 Fig. 3(a): convolution blocks share one spectral shape. Four Marchenko–Pastur
+    [Zhang24, Fig. 3(a)]: convolution blocks share one spectral shape. Four Marchenko–Pastur
     (ratio 0.5) quantile sets with scales 1, 0.9, 1.1, 0.95 and one outlier each.
     """
     out = []
@@ -419,14 +418,14 @@ def quadratic_case(
     spectra: Sequence[Sequence[float]] | None = None,
     block_size: int = 25,
 ) -> QuadraticProblem:
-    """Seed 001 §3.1 case 1–4 (condition number 5000, ``h = 0``, standard Gaussian start).
+    """[Zhang24, §3.1] case 1–4 (condition number 5000, ``h = 0``, standard Gaussian start).
 
     1: Transformer-type spectra (4 blocks of ``block_size``), 2: CNN-type spectra, 3:
     heterogeneous ``{1,2,3},{99,100,101},{4998,4999,5000}``, 4: homogeneous
     ``{1,99,4998},{2,100,4999},{3,101,5000}``. For cases 1–2 ``spectra`` overrides the
     parametric stand-ins (raw values; they are rescaled onto [1, 5000] here).
-    ``rotation`` defaults to orthogonal ``Q_l`` (seed 000 App. D.9) so that Table S.9 holds
-    (``lambda_p`` = 4999 for case 4, 1701.33 for case 3); pass ``"gaussian"`` for seed 001's text.
+    ``rotation`` defaults to orthogonal ``Q_l`` [Tomihari25, App. D.9] so that Table S.9 holds
+    (``lambda_p`` = 4999 for case 4, 1701.33 for case 3); pass ``"gaussian"`` for [Zhang24]'s text.
     """
     if case in (1, 2):
         raw = spectra if spectra is not None else (transformer_like_spectra if case == 1 else cnn_like_spectra)(block_size)
@@ -436,16 +435,16 @@ def quadratic_case(
             raise ValueError(f"spectra is only accepted for cases 1 and 2, not case {case}")
         spec = HETEROGENEOUS_SPECTRA if case == 3 else HOMOGENEOUS_SPECTRA
     else:
-        raise ValueError(f"case must be 1, 2, 3 or 4 (seed 001 §3.1), got {case!r}")
+        raise ValueError(f"case must be 1, 2, 3 or 4 [Zhang24, §3.1], got {case!r}")
     names = {1: "transformer_spectra", 2: "cnn_spectra", 3: "heterogeneous", 4: "homogeneous"}
     return block_quadratic(spec, key=key, rotation=rotation, name=f"case{case}_{names[case]}")
 
 
 def heterogeneous_quadratic(*, key: jax.Array, rotation: str = "orthogonal") -> QuadraticProblem:
-    """Seed 001 §3.1 case 3 / seed 000 App. D.9 "Hetero" (``lambda_p`` = 5104/3 ≈ 1701.33)."""
+    """[Zhang24, §3.1] case 3 / [Tomihari25, App. D.9] "Hetero" (``lambda_p`` = 5104/3 ≈ 1701.33)."""
     return quadratic_case(3, key=key, rotation=rotation)
 
 
 def homogeneous_quadratic(*, key: jax.Array, rotation: str = "orthogonal") -> QuadraticProblem:
-    """Seed 001 §3.1 case 4 / seed 000 App. D.9 "Homo" (``lambda_p`` = 4999)."""
+    """[Zhang24, §3.1] case 4 / [Tomihari25, App. D.9] "Homo" (``lambda_p`` = 4999)."""
     return quadratic_case(4, key=key, rotation=rotation)

@@ -1,4 +1,4 @@
-"""The rotated quadratic of seed 003 §4.1 / App. D.1 (Table 1).
+"""The rotated quadratic of [Xie24, §4.1 / App. D.1] (Table 1).
 
 ``Σ = diag(1, …, 1, 1/2², 1/3², …, 1/990²) ∈ R^{1000×1000}`` (eleven ones, then ``1/k²`` for
 ``k = 2 … 990``), ``L_t(x) = ½ xᵀ R_tᵀ Σ R_t x`` with ``R_t = exp(t A)``, ``A = M − Mᵀ``,
@@ -23,11 +23,11 @@ from heterogeneity.problems._quadratic import QuadraticProblem, numpy_rng
 __all__ = ["RotatedQuadratic", "ROTATION_TIMES", "sigma_diagonal", "rotated_quadratic", "rotated_quadratic_family"]
 
 ROTATION_TIMES: tuple[float, ...] = (0.0, 0.002, 0.008, 0.015, 0.1)
-"""``t`` of seed 003 App. D.1 (``t = 0``: no rotation; Table 1 rows Adam, Adam(R_1..R_4))."""
+"""``t`` of [Xie24, App. D.1] (``t = 0``: no rotation; Table 1 rows Adam, Adam(R_1..R_4))."""
 
 
 def sigma_diagonal(dim: int = 1000, *, last: int = 990) -> np.ndarray:
-    """``diag(Σ)``: ``dim − last + 1`` ones then ``1/k²`` for ``k = 2 … last`` (seed 003 §4.1)."""
+    """``diag(Σ)``: ``dim − last + 1`` ones then ``1/k²`` for ``k = 2 … last`` [Xie24, §4.1]."""
     if not 2 <= last <= dim:
         raise ValueError(f"sigma_diagonal: need 2 <= last <= dim, got last={last}, dim={dim}")
     return np.concatenate([np.ones(dim - last + 1), 1.0 / np.arange(2, last + 1, dtype=np.float64) ** 2])
@@ -63,7 +63,7 @@ def _draws(key: jax.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rotated_quadratic(t: float, *, key: jax.Array, dim: int = 1000, last: int = 990) -> RotatedQuadratic:
-    """``L_t(x) = ½ xᵀ R_tᵀ Σ R_t x`` of seed 003 §4.1; same ``key`` → same ``M`` and ``x_0`` for every ``t``."""
+    """``L_t(x) = ½ xᵀ R_tᵀ Σ R_t x`` of [Xie24, §4.1]; same ``key`` → same ``M`` and ``x_0`` for every ``t``."""
     a, u0 = _draws(key, dim)
     return _build(float(t), a, sigma_diagonal(dim, last=last), u0)
 
@@ -71,7 +71,7 @@ def rotated_quadratic(t: float, *, key: jax.Array, dim: int = 1000, last: int = 
 def rotated_quadratic_family(
     *, key: jax.Array, times=ROTATION_TIMES, dim: int = 1000, last: int = 990
 ) -> tuple[RotatedQuadratic, ...]:
-    """All members of seed 003 Table 1 sharing one ``M`` and one ``x_0`` (``M`` sampled once)."""
+    """All members of [Xie24, Table 1] sharing one ``M`` and one ``x_0`` (``M`` sampled once)."""
     a, u0 = _draws(key, dim)
     sigma = sigma_diagonal(dim, last=last)
     return tuple(_build(float(t), a, sigma, u0) for t in times)

@@ -43,7 +43,7 @@ ROLES = {  # by_role(per_layer=False, default="other") must give exactly these r
     "transformer": TRANSFORMER_ROLES,
     "gpt": TRANSFORMER_ROLES,
     "vit": TRANSFORMER_ROLES,
-    # the token- and channel-mixing MLPs are separate blocks (seed 001 Fig. 5 treats them apart)
+    # the token- and channel-mixing MLPs are separate blocks ([Zhang24, Fig. 5] treats them apart)
     "mixer": {"embedding", "token_mixing/mlp_in", "token_mixing/mlp_out", "token_mixing/bias",
               "channel_mixing/mlp_in", "channel_mixing/mlp_out", "channel_mixing/bias", "norm", "head", "bias"},
 }
@@ -142,7 +142,7 @@ def test_norm_placement_changes_computation():
 
 @pytest.mark.parametrize("norm", ["pre", "post", "none"])
 def test_block_matches_its_equations(norm):
-    """seed 000 §4.7: Pre-LN x+F(LN x); Post-LN LN(x+F(x)); No-LN x+F(x) — checked against the sub-modules."""
+    """[Tomihari25, §4.7]: Pre-LN x+F(LN x); Post-LN LN(x+F(x)); No-LN x+F(x) — checked against the sub-modules."""
     weights = nnx.to_pure_dict(nnx.state(_built("transformer").layers[0]))  # d_model 32, 2 heads, d_ff 128
     if norm == "none":
         weights = {k: v for k, v in weights.items() if not k.startswith("norm")}
@@ -240,7 +240,7 @@ def test_lm_and_classification_losses():
 
 
 def test_mlp_output_scale():
-    """seed 001 App. D.3: every layer's output scaled by c; with zero biases f_c = c^L f_1 (ReLU is 1-homogeneous)."""
+    """[Zhang24, App. D.3]: every layer's output scaled by c; with zero biases f_c = c^L f_1 (ReLU is 1-homogeneous)."""
     f1, p = M.functional(_built("mlp"))
     f2, _ = M.functional(nnx.eval_shape(lambda: M.build("mlp", output_scale=2.0)))
     fs, _ = M.functional(nnx.eval_shape(lambda: M.build("mlp", output_scale=(1.0, 1.0, 3.0))))
@@ -295,7 +295,7 @@ def test_batchnorm_eval_vs_batch_statistics():
 
 def test_float64_curvature():
     """With float64 params the whole forward pass runs in float64: HVPs are symmetric to ~1e-13."""
-    # a 1-layer width-4 GPT (seed 001 App. D.2 scale); shapes from eval_shape, deterministic float64 weights
+    # a 1-layer width-4 GPT ([Zhang24, App. D.2] scale); shapes from eval_shape, deterministic float64 weights
     fn, shapes = M.functional(nnx.eval_shape(lambda: M.build("gpt", vocab_size=5, max_len=4, d_model=4, num_heads=2,
                                                              num_layers=1, d_ff=4, norm="pre")))
     loss = M.lm_loss(fn)

@@ -1,4 +1,4 @@
-"""Block-diagonal quadratics of seed 001 §3.1 and seed 000 App. D.9 against dense float64 references."""
+"""Block-diagonal quadratics of [Zhang24, §3.1] and [Tomihari25, App. D.9] against dense float64 references."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +36,7 @@ def test_hessian_equals_jax_hessian_float64(case, rotation):
 def test_table_s9_lambda_p_and_block_spectra():
     hetero = P.heterogeneous_quadratic(key=KEY)
     homo = P.homogeneous_quadratic(key=KEY)
-    # seed 000 Table S.9: Λ_P = 4999.0000 (Homo), 1701.3333 (Hetero)
+    # [Tomihari25, Table S.9]: Λ_P = 4999.0000 (Homo), 1701.3333 (Hetero)
     assert homo.lambda_p == pytest.approx(4999.0, rel=1e-12)
     assert hetero.lambda_p == pytest.approx(5104.0 / 3.0, rel=1e-12)
     assert round(hetero.lambda_p, 4) == 1701.3333
@@ -45,7 +45,7 @@ def test_table_s9_lambda_p_and_block_spectra():
     np.testing.assert_allclose(homo.block_spectral_norms, homo.block_top_eigenvalues)
     for ev, lam in zip(hetero.block_eigenvalues, P.HETEROGENEOUS_SPECTRA):  # orthogonal Q keeps Λ_l
         np.testing.assert_allclose(ev, lam, rtol=1e-11)
-    # cases 3 and 4 share *all* eigenvalues and the condition number 5000 (seed 001 §3.1)
+    # cases 3 and 4 share *all* eigenvalues and the condition number 5000 [Zhang24, §3.1]
     np.testing.assert_allclose(hetero.eigenvalues, homo.eigenvalues, rtol=1e-11)
     assert hetero.condition_number == pytest.approx(5000.0, rel=1e-10)
     assert hetero.block_sizes == homo.block_sizes == (3, 3, 3)

@@ -1,11 +1,11 @@
-"""Rotated quadratic of seed 003 §4.1 / App. D.1 / Table 1."""
+"""Rotated quadratic of [Xie24, §4.1 / App. D.1 / Table 1]."""
 import jax
 import numpy as np
 import pytest
 
 import heterogeneity.problems as P
 
-# seed 003 Table 1, column "(1,1)-norm / d" for t = 0, 0.002, 0.008, 0.015, 0.1
+# [Xie24, Table 1], column "(1,1)-norm / d" for t = 0, 0.002, 0.008, 0.015, 0.1
 TABLE1 = (0.01164, 0.08324, 0.50729, 1.23731, 2.59919)
 
 

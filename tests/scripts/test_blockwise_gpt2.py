@@ -105,7 +105,7 @@ def test_chunk_equals_direct_blockwise_slq(done):
     got = _spectra(done)
     for label in ("layers/0/mlp/fc_in/kernel",):
         direct = hc.blockwise_slq(loss_fn, params, batch, key, partition=hp.by_leaf(params), num_steps=TINY["steps"],
-                                  num_probes=TINY["probes"], blocks=[label])[label]
+                                  num_probes=TINY["probes"], blocks=[label]).block(label)
         np.testing.assert_allclose(got[label][0], np.asarray(direct.nodes), rtol=2e-4, atol=1e-6)
         np.testing.assert_allclose(got[label][1], np.asarray(direct.weights), rtol=2e-4, atol=1e-6)
 
