@@ -283,9 +283,8 @@ def validate_sweep_args(args: argparse.Namespace) -> dict:
     ``--set`` syntax and keys, ``--shard``, ``--max-batch``, and every selected grid point's
     names and hyperparameters (`validate_points`). Nothing is written.
     """
-    import difflib
-
-    from heterogeneity.experiment._config import canonical_scale, check_overrides, resolve, validate_points
+    from heterogeneity.experiment._config import (canonical_scale, check_overrides, grid_keys, resolve,
+                                                  unknown_hyperparameter, validate_points)
     from heterogeneity.experiment._sweep import load_config
 
     if not args.config:
@@ -314,15 +313,10 @@ def validate_sweep_args(args: argparse.Namespace) -> dict:
     check_overrides(config, overrides, scale=scale, smoke=args.smoke)
     points = resolve(config, scale=scale, smoke=args.smoke, overrides=overrides)
     validate_points(config, points)
-    keys: list[str] = []
-    for hp in points:
-        keys.extend(k for k in hp if k not in keys)
+    keys = grid_keys(points)
     for key, value in only.items():
         if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise CLIArgumentError(f"--only {key}={json.dumps(value)}: {config.name} has no hyperparameter {key!r}."
-                                   f"{hint} Known: {', '.join(sorted(keys))}")
+            raise CLIArgumentError(unknown_hyperparameter("--only", key, value, config.name, keys))
     match = (lambda hp: all(k in hp and hp[k] == v for k, v in only.items())) if only else None
     if match is not None and not any(match(hp) for hp in points):
         shown = " ".join(f"{k}={json.dumps(v)}" for k, v in only.items())

@@ -204,16 +204,27 @@ def check_overrides(config: SweepConfig, overrides: Mapping[str, Any], *, scale:
     """Raise ``ValueError`` (one line, with close names) for an override key no grid point has."""
     if not overrides:
         return
-    known: list[str] = []
-    for hp in resolve(config, scale=scale, smoke=smoke):
-        known.extend(k for k in hp if k not in known)
+    known = grid_keys(resolve(config, scale=scale, smoke=smoke))
     for key, value in overrides.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"--set {key}={json.dumps(value)}: {config.name} has no hyperparameter {key!r}.{hint} "
-                             f"Known: {', '.join(sorted(known))}")
+            raise ValueError(unknown_hyperparameter("--set", key, value, config.name, known))
         _check_json(value, key)
+
+
+def grid_keys(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every hyperparameter name of the grid ``points``, in first-seen order."""
+    keys: list[str] = []
+    for hp in points:
+        keys.extend(k for k in hp if k not in keys)
+    return keys
+
+
+def unknown_hyperparameter(flag: str, key: str, value: Any, config_name: str, known: Sequence[str]) -> str:
+    """The one-line error for ``flag key=value`` naming no hyperparameter of the grid: close names, then all."""
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (f"{flag} {key}={json.dumps(value)}: {config_name} has no hyperparameter {key!r}.{hint} "
+            f"Known: {', '.join(sorted(known))}")
 
 
 def run_id(config_name: str, hparams: Mapping[str, Any]) -> str:
