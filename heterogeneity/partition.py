@@ -71,20 +71,54 @@ class Elementwise(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class _Leaf:
+    """One leaf of a resolved partition, seen as ``rows``: a ``(len(ids), numel // len(ids))`` matrix.
+
+    Row ``i`` holds the elements of block ``ids[i]``: one row for a whole leaf, ``parts`` rows
+    for a `Split` (the leaf with ``axis`` moved first), one row per element for `Elementwise`.
+    Every piece of block math is a reduction over, or a write into, these rows.
+    """
+
     path: str
     shape: tuple[int, ...]
-    kind: str  # "whole" | "split" | "each"
-    axis: int  # normalised split axis ("split" only)
-    ids: tuple[int, ...] | range  # block index of the leaf / of each part / of each scalar
+    axis: int  # the axis the rows run along (0 unless the leaf is a Split)
+    ids: tuple[int, ...] | range  # block index of each row
 
     @property
     def numel(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    @property
+    def whole(self) -> bool:
+        return len(self.ids) == 1 and not isinstance(self.ids, range)
+
+    def rows(self, x):
+        """``x`` (this leaf's array, NumPy or JAX) as its ``(len(ids), -1)`` row matrix."""
+        xp = np if isinstance(x, np.ndarray) else jnp
+        return xp.moveaxis(x, self.axis, 0).reshape(len(self.ids), -1) if x.ndim else x.reshape(1, 1)
+
+    def unrows(self, rows):
+        """Inverse of `rows`: the ``(len(ids), k)`` matrix back in this leaf's shape."""
+        xp = np if isinstance(rows, np.ndarray) else jnp
+        if not self.shape:
+            return rows.reshape(())
+        moved = (self.shape[self.axis],) + tuple(n for i, n in enumerate(self.shape) if i != self.axis)
+        return xp.moveaxis(rows.reshape(moved), 0, self.axis)
+
+    def take(self, values):
+        """``values[ids]`` (one entry per row), a slice when the ids are contiguous."""
+        ids = self.ids
+        if isinstance(ids, range) or ids == tuple(range(ids[0], ids[0] + len(ids))):
+            return values[ids[0]:ids[0] + len(ids)]
+        return values[np.asarray(ids)]
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """A partition resolved against one pytree structure: static and hashable."""
+    """A partition resolved against one pytree structure: static and hashable, and the block math on it.
+
+    Every method takes the pytree's leaves in `jax.tree.leaves` order (jit-safe; the layout
+    itself is static).
+    """
 
     treedef: Any
     leaves: tuple[_Leaf, ...]
@@ -117,6 +151,49 @@ class Layout:
         except KeyError:
             shown = ", ".join(self.labels[:20]) + (" ..." if self.num_blocks > 20 else "")
             raise ValueError(f"unknown block label {label!r}; blocks are: {shown}") from None
+
+    def block_sum(self, values) -> jax.Array:
+        """``(num_blocks,)``: the sum of each block's elements."""
+        dtype = jnp.result_type(*values, jnp.float32)
+        sums = [jnp.sum(leaf.rows(jnp.asarray(x, dtype)), axis=1) for leaf, x in zip(self.leaves, values)]
+        index = np.concatenate([np.asarray(leaf.ids, dtype=np.int64) for leaf in self.leaves])
+        return jnp.zeros(self.num_blocks, dtype).at[index].add(jnp.concatenate(sums))
+
+    def broadcast(self, block_values, like, dtype=None) -> list:
+        """Leaves shaped like ``like`` whose every element is ``block_values[its block]``."""
+        out = []
+        for leaf, x in zip(self.leaves, like):
+            per_row = leaf.take(block_values).astype(dtype or jnp.result_type(x))
+            out.append(leaf.unrows(jnp.broadcast_to(per_row[:, None], (len(leaf.ids), leaf.numel // len(leaf.ids)))))
+        return out
+
+    def flat_block_ids(self) -> np.ndarray:
+        """The block index of every element, leaves raveled and concatenated (static NumPy)."""
+        return np.concatenate([
+            leaf.unrows(np.broadcast_to(np.asarray(leaf.ids, np.int64)[:, None],
+                                        (len(leaf.ids), leaf.numel // len(leaf.ids)))).reshape(-1)
+            for leaf in self.leaves])
+
+    def pieces(self, b: int):
+        """``(leaf number, row)`` of every row of block ``b``, in leaf order."""
+        for n, leaf in enumerate(self.leaves):
+            if b in leaf.ids:  # a leaf holds a block in at most one row
+                yield n, leaf.ids.index(b)
+
+    def gather(self, values, b: int) -> jax.Array:
+        """Block ``b``'s elements as one 1-D array (leaf order, then row order)."""
+        return jnp.concatenate([self.leaves[n].rows(values[n])[i] for n, i in self.pieces(b)])
+
+    def scatter(self, values, b: int, flat) -> list:
+        """``values`` with block ``b``'s elements replaced by ``flat`` (inverse of `gather`)."""
+        values, offset = list(values), 0
+        for n, i in self.pieces(b):
+            leaf, x = self.leaves[n], values[n]
+            rows = leaf.rows(x)
+            k = rows.shape[1]
+            values[n] = leaf.unrows(rows.at[i].set(flat[offset:offset + k].astype(x.dtype)))
+            offset += k
+        return values
 
 
 def _normalise_axis(axis: int, ndim: int, path: str) -> int:
@@ -201,7 +278,7 @@ class Partition:
                     raise ValueError(
                         f"cannot split leaf {path!r} of shape {shape} into {target.parts} equal parts along axis {axis}")
                 ids = tuple(block(f"{target.label}/{i}", numel // target.parts, path) for i in range(target.parts))
-                leaves.append(_Leaf(path, shape, "split", axis, ids))
+                leaves.append(_Leaf(path, shape, axis, ids))
             elif isinstance(target, Elementwise):
                 key = f"{target.label}[]"
                 if key in block_of:
@@ -212,9 +289,9 @@ class Partition:
                 sizes.extend([1] * numel)
                 if numel == 0:
                     members.setdefault(-1, []).append(path)
-                leaves.append(_Leaf(path, shape, "each", 0, range(start, start + numel)))
+                leaves.append(_Leaf(path, shape, 0, range(start, start + numel)))
             elif isinstance(target, str):
-                leaves.append(_Leaf(path, shape, "whole", 0, (block(target, numel, path),)))
+                leaves.append(_Leaf(path, shape, 0, (block(target, numel, path),)))
             else:
                 raise ValueError(
                     f"partition rule returned {target!r} for leaf {path!r}; expected a str label, Split, Elementwise or None")
@@ -276,28 +353,15 @@ class Partition:
     def optax_labels(self, params: PyTree) -> PyTree:
         """The label pytree `optax.partition` (and `optax.multi_transform`) takes."""
         lay = self.layout(params)
-        bad = [leaf.path for leaf in lay.leaves if leaf.kind != "whole"]
+        bad = [leaf.path for leaf in lay.leaves if not leaf.whole]
         if bad:
             raise ValueError(f"optax.partition labels whole leaves only; these leaves are split into blocks: {bad}")
         return jax.tree.unflatten(lay.treedef, [lay.labels[leaf.ids[0]] for leaf in lay.leaves])
 
-    # ------------------------------------------------------------------ block math (jit-safe)
+    # ------------------------------------------------------------------ block math (jit-safe, on the layout)
     def block_sum(self, tree: PyTree) -> jax.Array:
         """``(num_blocks,)``: the sum of the elements of each block."""
-        lay = self.layout(tree)
-        values = jax.tree.leaves(tree)
-        dtype = jnp.result_type(*values, jnp.float32)
-        parts, index = [], []
-        for leaf, x in zip(lay.leaves, values):
-            x = jnp.asarray(x, dtype)
-            if leaf.kind == "whole":
-                parts.append(jnp.sum(x)[None])
-            elif leaf.kind == "split":
-                parts.append(jnp.sum(jnp.moveaxis(x, leaf.axis, 0).reshape(len(leaf.ids), -1), axis=1))
-            else:
-                parts.append(x.reshape(-1))
-            index.append(np.asarray(leaf.ids, dtype=np.int64))
-        return jnp.zeros(lay.num_blocks, dtype).at[np.concatenate(index)].add(jnp.concatenate(parts))
+        return self.layout(tree).block_sum(jax.tree.leaves(tree))
 
     def block_sq_norms(self, tree: PyTree) -> jax.Array:
         """``(num_blocks,)``: ‖t_b‖² for every block b."""
@@ -312,21 +376,7 @@ class Partition:
         values = jnp.asarray(values)
         if values.shape != (lay.num_blocks,):
             raise ValueError(f"broadcast expects values of shape ({lay.num_blocks},), got {values.shape}")
-        out = []
-        for leaf, x in zip(lay.leaves, jax.tree.leaves(like)):
-            dt = dtype or jnp.result_type(x)
-            if leaf.kind == "whole":
-                y = jnp.broadcast_to(values[leaf.ids[0]].astype(dt), leaf.shape)
-            elif leaf.kind == "split":
-                per_part = values[np.asarray(leaf.ids)].astype(dt)
-                along = jnp.repeat(per_part, leaf.shape[leaf.axis] // len(leaf.ids))
-                view = [1] * len(leaf.shape)
-                view[leaf.axis] = leaf.shape[leaf.axis]
-                y = jnp.broadcast_to(along.reshape(view), leaf.shape)
-            else:
-                y = values[leaf.ids.start:leaf.ids.stop].astype(dt).reshape(leaf.shape)
-            out.append(y)
-        return jax.tree.unflatten(lay.treedef, out)
+        return jax.tree.unflatten(lay.treedef, lay.broadcast(values, jax.tree.leaves(like), dtype))
 
     def block_ids(self, like: PyTree) -> PyTree:
         """A pytree of int32 arrays holding the block index of every element."""
@@ -338,19 +388,7 @@ class Partition:
         This is the row/column order of a dense Hessian from `jax.hessian` on the raveled
         parameters, so ``H[np.ix_(ids == b, ids == b)]`` is the diagonal block H_bb.
         """
-        lay = self.layout(params)
-        out = []
-        for leaf in lay.leaves:
-            if leaf.kind == "whole":
-                out.append(np.full(leaf.numel, leaf.ids[0], dtype=np.int64))
-            elif leaf.kind == "split":
-                along = np.repeat(np.asarray(leaf.ids, np.int64), leaf.shape[leaf.axis] // len(leaf.ids))
-                view = [1] * len(leaf.shape)
-                view[leaf.axis] = leaf.shape[leaf.axis]
-                out.append(np.broadcast_to(along.reshape(view), leaf.shape).reshape(-1))
-            else:
-                out.append(np.arange(leaf.ids.start, leaf.ids.stop, dtype=np.int64))
-        return np.concatenate(out)
+        return self.layout(params).flat_block_ids()
 
     def mask(self, like: PyTree, label: str) -> PyTree:
         """1 on block ``label``, 0 elsewhere, in ``like``'s dtypes."""
@@ -358,31 +396,10 @@ class Partition:
         onehot = jnp.zeros(lay.num_blocks).at[lay.block_index(label)].set(1.0)
         return self.broadcast(onehot, like)
 
-    def _pieces(self, lay: Layout, b: int):
-        """The (leaf number, part or element number) pieces making up block ``b``, in order."""
-        for n, leaf in enumerate(lay.leaves):
-            if leaf.kind == "each":
-                if leaf.ids.start <= b < leaf.ids.stop:
-                    yield n, b - leaf.ids.start
-            else:
-                for i, bid in enumerate(leaf.ids):
-                    if bid == b:
-                        yield n, i
-
     def gather(self, tree: PyTree, label: str) -> jax.Array:
         """The elements of block ``label`` as one 1-D array (leaf order, then part order)."""
         lay = self.layout(tree)
-        values = jax.tree.leaves(tree)
-        chunks = []
-        for n, i in self._pieces(lay, lay.block_index(label)):
-            leaf, x = lay.leaves[n], values[n]
-            if leaf.kind == "whole":
-                chunks.append(x.reshape(-1))
-            elif leaf.kind == "split":
-                chunks.append(jnp.moveaxis(x, leaf.axis, 0).reshape(len(leaf.ids), -1)[i])
-            else:
-                chunks.append(x.reshape(-1)[i:i + 1])
-        return jnp.concatenate(chunks)
+        return lay.gather(jax.tree.leaves(tree), lay.block_index(label))
 
     def scatter(self, tree: PyTree, label: str, flat: jax.Array) -> PyTree:
         """``tree`` with the elements of block ``label`` replaced by ``flat`` (inverse of `gather`)."""
@@ -391,24 +408,7 @@ class Partition:
         flat = jnp.asarray(flat)
         if flat.shape != (lay.sizes[b],):
             raise ValueError(f"scatter into block {label!r} expects shape ({lay.sizes[b]},), got {flat.shape}")
-        values = list(jax.tree.leaves(tree))
-        offset = 0
-        for n, i in self._pieces(lay, b):
-            leaf, x = lay.leaves[n], values[n]
-            if leaf.kind == "whole":
-                k = leaf.numel
-                values[n] = flat[offset:offset + k].reshape(leaf.shape).astype(x.dtype)
-            elif leaf.kind == "split":
-                moved = jnp.moveaxis(x, leaf.axis, 0)
-                rows = moved.reshape(len(leaf.ids), -1)
-                k = rows.shape[1]
-                rows = rows.at[i].set(flat[offset:offset + k].astype(x.dtype))
-                values[n] = jnp.moveaxis(rows.reshape(moved.shape), 0, leaf.axis)
-            else:
-                k = 1
-                values[n] = x.reshape(-1).at[i].set(flat[offset].astype(x.dtype)).reshape(leaf.shape)
-            offset += k
-        return jax.tree.unflatten(lay.treedef, values)
+        return jax.tree.unflatten(lay.treedef, lay.scatter(jax.tree.leaves(tree), b, flat))
 
 
 # ---------------------------------------------------------------------- constructors

@@ -24,7 +24,8 @@ It writes ``report.json`` (every number), four figures and ``report.md``, which 
 the numbers imply: the verdict and its decision rule (`DECISION_RULE`), each threshold and its
 source, which params and which blocks were used, how the verdict changes without bias and norm
 blocks, and what each JS⁰ mode is comparable for (`JS_MODE_NOTES`). All files are written
-atomically.
+atomically. The verdict lives in `heterogeneity.experiment._interpret`, the Markdown in
+`heterogeneity.experiment._markdown`; both are re-exported here.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ from heterogeneity import curvature as hc
 from heterogeneity import metrics as hm
 from heterogeneity import partition as hp
 from heterogeneity.experiment import _figures as figs
+from heterogeneity.experiment._interpret import DECISION_RULE, JS_MODE_NOTES, THRESHOLDS, interpret
+from heterogeneity.experiment._markdown import LAMBDA_HEADER, _fmt, lambda_table_rows, render_markdown
 from heterogeneity.experiment._store import atomic_write_json, atomic_write_text, to_jsonable
 from heterogeneity.tree import size as tree_size
 
@@ -62,72 +65,6 @@ class ReportSettings(NamedTuple):
     reortho: str = "full"  # Lanczos reorthogonalization of the blockwise spectra
     probe_batch: int | str | None = "auto"  # (block, probe) pairs run at once (curvature.blockwise_slq)
     group_by: str = "module"  # which blocks share an HVP program (curvature.blockwise_slq)
-
-
-THRESHOLDS = {
-    "gini": {
-        "low": 0.45,
-        "high": 0.80,
-        "source": "[Tomihari25, Tables S.5, S.8, S.11]: ResNet-18 0.41-0.43, ViT-Base 0.54-0.60, nanoGPT 0.61, "
-                  "RoBERTa 0.93-0.95 (normalized gradients, one block per parameter tensor)",
-    },
-    "js0_paper": {
-        "high": 1.0,
-        "blur_sigma": 1e-5 ** 0.5,
-        "source": "[Zhang24, Table 1]: CNNs (ResNet18 0.10, VGG16 0.09) vs Transformers/MLP-mixer (18.8-286) in the "
-                  "paper's blurred-KL units; SGD lags Adam more as JS0 grows (Fig. 7)",
-    },
-    "lambda_ratio": {
-        "high": 1.0,
-        "source": "[Tomihari25, Thm 4.7/4.9]: gradient methods' iteration bound scales with Lambda_G, sign methods' "
-                  "with Lambda_P",
-    },
-    "l11_ratio": {
-        "strong": 0.1,
-        "favourable": 1.0,
-        "source": "[Xie24, Table 1] (||H||_2 = 1): Adam's loss vs AdaSGD's is 40x lower at (1,1)-norm/d = 0.012, "
-                  "2.8x at 0.083, 1.6x at 0.51, 1.2x at 1.24 and level at 2.6",
-    },
-    "grad_hessian_spearman": {
-        "high": 0.5,
-        "source": "[Tomihari25, Fig. 1, Sec. 4.5]: block gradient norms correlate with block Hessian norms, which "
-                  "makes gradient heterogeneity inflate Lambda_G",
-    },
-}
-
-_T = THRESHOLDS
-DECISION_RULE = (
-    "Four findings each cast one vote for an adaptive optimizer: "
-    f"(1) gradient heterogeneity high, Gini > {_T['gini']['high']} (RoBERTa-like; between {_T['gini']['low']} "
-    f"and {_T['gini']['high']} it reads moderate, ViT/nanoGPT-like, below {_T['gini']['low']} low, "
-    "ResNet-like; neither votes); "
-    f"(2) block heterogeneity high, JS⁰ in paper mode > {_T['js0_paper']['high']} (it separates the CNNs, about "
-    "0.1, from the Transformers, 18.8 and more, in [Zhang24, Table 1]); "
-    f"(3) Λ_G / Λ_P > {_T['lambda_ratio']['high']} (gradient methods' iteration bound grows with Λ_G, sign "
-    "methods' with Λ_P, [Tomihari25, Thm 4.7, 4.9]); "
-    f"(4) ‖H‖₁,₁ / (d·‖H‖₂) < {_T['l11_ratio']['favourable']} (the ℓ∞ geometry Adam exploits, [Xie24, Table 1]). "
-    "Two or more votes: heterogeneous landscape, SGD is likely to lag Adam; one vote: mixed evidence; "
-    "none: homogeneous, SGD with momentum is likely competitive. The gradient–Hessian correlation does not vote: "
-    "it says whether gradient heterogeneity is what inflates Λ_G.")
-"""How `interpret` turns the findings into the verdict (stated in report.md)."""
-
-JS_MODE_NOTES = {
-    "paper": "[Zhang24]'s units: absolute blur σ² = 1e-5 and a symmetric KL, so its magnitude can be read against "
-             "[Zhang24, Table 1] and the threshold above. Unbounded; it depends on the absolute scale of the "
-             "Hessian (the loss's units), the grid and the density floor, so it compares models by order of "
-             "magnitude only",
-    "bounded": "a true JS distance in [0, √ln2 ≈ 0.833], blurred by 1% of this model's pooled eigenvalue range. "
-               "Comparable between the blocks of one model (the heatmap) and between runs of the same model and "
-               "partition (seeds, checkpoints); not across models: the blur follows each model's own widest "
-               "block, so one block with a wide spectrum makes the others look alike, and it can rank models in "
-               "the reverse of [Zhang24, Table 1]'s order",
-    "scale_normalized": "every block's eigenvalues divided by its own spectral norm before the bounded JS "
-                        "distance: it compares the shapes of the spectra only and is blind to the scale "
-                        "differences between blocks that [Zhang24] calls block heterogeneity, so very different "
-                        "models get similar values. Use it within one model, to see whether blocks differ in "
-                        "shape as well as in scale; it is no heterogeneity measure across models",
-}
-"""What each JS⁰ mode is and is not comparable for (stated in report.md)."""
 
 
 def _stage(bar, name: str, timings: dict, start: float, outputs=None) -> float:
@@ -440,213 +377,6 @@ def _check_divergences(spectra: dict, divergences: dict, labels, tol: float = 5e
                          f"error {bad}, tolerance {tol:g}): the backend miscompiles them; run `heterogeneity "
                          f"selftest`. Nothing was written")
     return {"js_vs_numpy_float64": errors, "tolerance": tol}
-
-
-def _verdict(value, low=None, high=None) -> str:
-    if not isinstance(value, (int, float)):
-        return "n/a"
-    if high is not None and value > high:
-        return "high"
-    if low is not None and value < low:
-        return "low"
-    return "moderate"
-
-
-def interpret(result: dict, blocks: str | None = None) -> dict:
-    """Map the numbers to the papers' conclusions (`DECISION_RULE`, thresholds in `THRESHOLDS`).
-
-    ``blocks``: the block selection whose Gini and JS⁰ are read from ``result["selections"]``
-    (default: ``result["meta"]["blocks"]`` when recorded); without selections, every block's
-    (``result["gradient"]``, ``result["js"]``). Λ, the ℓ∞ geometry and the correlation are
-    always over every block.
-    """
-    T = THRESHOLDS
-    blocks = blocks if blocks is not None else result.get("meta", {}).get("blocks")
-    chosen = result.get("selections", {}).get(blocks) if blocks is not None else None
-    if blocks is not None and "selections" in result and (chosen is None or "skipped" in chosen):
-        raise ValueError(f"interpret: no numbers for block selection {blocks!r}; the report has "
-                         f"{[k for k, v in result['selections'].items() if 'skipped' not in v]}")
-    gini = chosen["gini"] if chosen else result["gradient"]["gini"]
-    paper = chosen["js"]["paper"] if chosen else result["js"]["paper"]
-    js0 = paper["js0"] if paper.get("resolved", True) else "unresolved"
-    ratio = result["lambda"]["ratio"]
-    l11r = result["geometry"]["ratio"]
-    rho = result["grad_hessian_correlation"]["spearman"]
-    findings = {
-        "gradient_heterogeneity": _verdict(gini, T["gini"]["low"], T["gini"]["high"]),
-        "block_heterogeneity": (_verdict(js0, high=T["js0_paper"]["high"]) if isinstance(js0, float)
-                                else "n/a (paper-mode grid coarser than its blur)" if js0 == "unresolved" else "n/a"),
-        "lambda_ratio": "high" if isinstance(ratio, float) and ratio > T["lambda_ratio"]["high"] else "low",
-        "linf_geometry": ("n/a" if not isinstance(l11r, float) else "strongly favourable"
-                          if l11r < T["l11_ratio"]["strong"] else "favourable"
-                          if l11r < T["l11_ratio"]["favourable"] else "neutral"),
-        "grad_hessian_correlation": "strong" if isinstance(rho, float) and rho > T["grad_hessian_spearman"]["high"]
-        else "weak",
-    }
-    votes = sum([findings["gradient_heterogeneity"] == "high", findings["block_heterogeneity"] == "high",
-                 findings["lambda_ratio"] == "high", findings["linf_geometry"].endswith("favourable")])
-    if votes >= 2:
-        advice = ("heterogeneous landscape: SGD is likely to lag Adam; sign-based (SignSGD (S), Signum, Lion) or "
-                  "blockwise-adaptive methods (Adam, blockwise Adam) are advised")
-    elif votes == 1:
-        advice = "mixed evidence: compare SGD with Adam/SignSGD on a short run before committing"
-    else:
-        advice = "homogeneous landscape: SGD with momentum is likely competitive with Adam"
-    return {"findings": findings, "votes_for_adaptive": votes, "advice": advice, "blocks": blocks or "all"}
-
-
-def _largest(r: dict) -> str:
-    errs = [e for e in r["meta"]["self_check"]["js_vs_numpy_float64"].values() if isinstance(e, (int, float))]
-    return f"{max(errs):.1e}" if errs else "none checked"
-
-
-def _fmt(x, spec=".4g") -> str:
-    return format(x, spec) if isinstance(x, (int, float)) else str(x)
-
-
-def _params_line(meta: dict) -> str:
-    said = meta.get("params")
-    if said is None:
-        return "Params: as passed to `report()` (the caller did not record whether they are initial or trained)."
-    if said.startswith("initial"):
-        return f"Params: the {said} parameters, before any training (pass `--checkpoint` for trained ones)."
-    return f"Params: {said}."
-
-
-def _selection_rows(r: dict) -> list[str]:
-    """One table row per block selection: its headline numbers and the verdict they give."""
-    rows = ["| blocks | blocks used | parameters | Gini | reading | JS⁰ paper | reading | JS⁰ bounded | "
-            "JS⁰ scale-norm. | votes | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    total = r["meta"]["num_blocks"]
-    for name, stats in r["selections"].items():
-        if "skipped" in stats:
-            rows.append(f"| {name} | {len(stats['labels'])} of {total} | | n/a | | n/a | | | | | {stats['skipped']} |")
-            continue
-        v = r["interpretation"]["by_selection"][name]
-        js = stats["js"]
-        rows.append(f"| {name} | {stats['num_blocks']} of {total} | {stats['num_params']:,} | "
-                    f"{_fmt(stats['gini'], '.3f')} | {v['findings']['gradient_heterogeneity']} | "
-                    f"{_fmt(js['paper']['js0'])} | {v['findings']['block_heterogeneity']} | "
-                    f"{_fmt(js['bounded']['js0'], '.3f')} | {_fmt(js['scale_normalized']['js0'], '.3f')} | "
-                    f"{v['votes_for_adaptive']} | {v['advice'].split(':')[0]} |")
-    return rows
-
-
-def _selection_text(r: dict) -> list[str]:
-    blocks, sel = r["meta"].get("blocks", "all"), r.get("selections")
-    if not sel:
-        return []
-    chosen = sel[blocks]
-    text = (f"Blocks: the headline numbers and the verdict use `--blocks {blocks}`: {chosen['num_blocks']} of "
-            f"{r['meta']['num_blocks']} blocks ({hp.BLOCK_SELECTIONS[blocks]}). Λ, the ℓ∞ geometry, the correlation "
-            "and the figures use every block.")
-    lines = [text, ""]
-    w, a = sel.get("weights", {}), sel.get("all", {})
-    by = r["interpretation"].get("by_selection", {})
-    if "skipped" in w or "all" not in by or "weights" not in by:
-        change = f"Without bias and norm blocks there is nothing to compare ({w.get('skipped', 'n/a')})."
-    elif w["num_blocks"] == r["meta"]["num_blocks"]:
-        change = "This partition has no bias or norm blocks: both selections are the same."
-    else:
-        dropped = r["meta"]["num_blocks"] - w["num_blocks"]
-        same = by["weights"]["advice"] == by["all"]["advice"]
-        change = (f"Without the {dropped} blocks that hold biases or norm parameters (as [Zhang24, App. D.1], which "
-                  f"leaves BatchNorm and LayerNorm out) the Gini goes from {_fmt(a['gini'], '.3f')} "
-                  f"({by['all']['findings']['gradient_heterogeneity']}) to {_fmt(w['gini'], '.3f')} "
-                  f"({by['weights']['findings']['gradient_heterogeneity']}) and JS⁰ (paper mode) from "
-                  f"{_fmt(a['js']['paper']['js0'])} to {_fmt(w['js']['paper']['js0'])}; the verdict "
-                  + ("is the same." if same else f"changes from \"{by['all']['advice'].split(':')[0]}\" to "
-                                                 f"\"{by['weights']['advice'].split(':')[0]}\"."))
-    mixed = r["meta"].get("mixed_blocks") or []
-    if mixed:
-        change += (f" {len(mixed)} block(s) mix kernels with bias or norm leaves and count as non-weights "
-                   f"({', '.join(mixed[:5])}{' ...' if len(mixed) > 5 else ''}): a partition that separates them "
-                   "(leaf, role) gives a cleaner comparison.")
-    return lines + [change, ""] + _selection_rows(r) + [""]
-
-
-def render_markdown(r: dict) -> str:
-    """A short report.md: the numbers, the decision rule behind the verdict, what each JS⁰ mode is
-    comparable for, the effect of leaving bias and norm blocks out, and each threshold's source."""
-    T, f = THRESHOLDS, r["interpretation"]["findings"]
-    lam, geo, js = r["lambda"], r["geometry"], r["js"]
-    blocks = r["meta"].get("blocks", "all")
-    head = r["selections"][blocks] if r.get("selections") else {"gini": r["gradient"]["gini"], "js": js}
-    hjs = head["js"]
-    sel = f" ({blocks} blocks)" if r.get("selections") else ""
-    lines = [
-        "# Heterogeneity report",
-        "",
-        f"Model: {r['meta'].get('model', 'user model')}, {r['meta']['num_params']:,} parameters in "
-        f"{r['meta']['num_blocks']} blocks ({r['meta']['partition']}); loss at these params {_fmt(r['loss'])}.",
-        "",
-        _params_line(r["meta"]),
-        "",
-        f"Backend selftest: {r['meta'].get('selftest', 'not checked')}. Every JS number below was recomputed in "
-        f"NumPy float64 from the stored spectra (largest relative difference {_largest(r)}).",
-        "",
-        f"**Verdict: {r['interpretation']['advice']}** ({r['interpretation']['votes_for_adaptive']} of 4 votes).",
-        "",
-        f"Decision rule: {DECISION_RULE}",
-        "",
-        "| diagnostic | value | reading | threshold and source |",
-        "|---|---|---|---|",
-        f"| Gini of normalized block gradients{sel} | {_fmt(head['gini'], '.3f')} | {f['gradient_heterogeneity']} | "
-        f"low < {T['gini']['low']}, high > {T['gini']['high']}; {T['gini']['source']} |",
-        f"| JS⁰, paper mode (blurred symmetric KL){sel} | {_fmt(hjs['paper']['js0'])} | {f['block_heterogeneity']} | "
-        f"high > {T['js0_paper']['high']}; {T['js0_paper']['source']} |",
-        f"| JS⁰, bounded JS distance{sel} | {_fmt(hjs['bounded']['js0'], '.3f')} | — | within one model only "
-        "(below) |",
-        f"| JS⁰, scale-normalized JS distance{sel} | {_fmt(hjs['scale_normalized']['js0'], '.3f')} | — | "
-        "spectral shapes only (below) |",
-        f"| Λ_G / Λ_P | {_fmt(lam['ratio'], '.3f')} (Λ_G {_fmt(lam['lambda_G'])}, Λ_P {_fmt(lam['lambda_P'])}) | "
-        f"{f['lambda_ratio']} | > {T['lambda_ratio']['high']} favours sign methods; {T['lambda_ratio']['source']} |",
-        f"| ‖H‖₁,₁ / (d·‖H‖₂) | {_fmt(geo['ratio'], '.4f')} | {f['linf_geometry']} | "
-        f"< {T['l11_ratio']['favourable']} favours Adam over AdaSGD (< {T['l11_ratio']['strong']} strongly); "
-        f"{T['l11_ratio']['source']} |",
-        f"| Spearman(block ‖g_b‖, ‖H_bb‖₂) | {_fmt(r['grad_hessian_correlation']['spearman'], '.3f')} | "
-        f"{f['grad_hessian_correlation']} | > {T['grad_hessian_spearman']['high']} (does not vote); "
-        f"{T['grad_hessian_spearman']['source']} |",
-        "",
-        *_selection_text(r),
-        "What each JS⁰ mode is comparable for:",
-        "",
-        *[f"- {mode}: {note}." for mode, note in JS_MODE_NOTES.items()],
-        "",
-        "Block statistics: `report.json` (`gradient`, `block_hessian_norm`, `spectra`, `js`, `selections`, "
-        "`geometry`).",
-        "Figures: `gradient_shares.png` [Tomihari25, Fig. 3], `js_heatmap.png` [Zhang24, Fig. 4], "
-        "`spectra.png` [Zhang24, Figs. 2-3], `lambda_table.png` [Tomihari25, Def. 4.5]; every block, in partition "
-        "order.",
-        "",
-        "Caveats: the thresholds come from the papers' models and block definitions (one block per parameter "
-        "tensor); SLQ densities use "
-        f"{r['meta']['settings']['slq_steps']} Lanczos steps × {r['meta']['settings']['slq_probes']} probes per block "
-        "and the (1,1)-norm a Cauchy sketch, so small differences are within estimator noise.",
-    ]
-    if r.get("attention"):
-        a = r["attention"]
-        lines += ["", "Attention entropy ratio per layer [Tomihari25, App. F.5]: "
-                  + ", ".join(_fmt(x, ".3f") for x in a["entropy_ratio_mean"])]
-    return "\n".join(lines) + "\n"
-
-
-LAMBDA_HEADER = ("block", "P_b", "‖g_b‖₂", "‖H_bb‖₂", "Λ_G weight ‖g_b‖²/‖g‖²", "Λ_P weight P_b/P")
-
-
-def lambda_table_rows(r: dict) -> tuple[list[list[str]], list[list[str]]]:
-    """Rows of the Λ table (`LAMBDA_HEADER`): one per block, then Λ_G and Λ_P, each the weighted sum
-    of the ‖H_bb‖₂ column with its weight column [Tomihari25, Def. 4.5], under ‖H_bb‖₂."""
-    labels, sizes = r["blocks"]["labels"], np.asarray(r["blocks"]["sizes"], float)
-    g2 = np.square(np.asarray(r["gradient"]["norms"], float))
-    wg = g2 / g2.sum() if g2.sum() > 0 else np.full_like(g2, np.nan)
-    wp = sizes / sizes.sum()
-    rows = [[label, f"{int(n):,d}", _fmt(g, ".3g"), _fmt(h, ".3g"), f"{a:.3f}", f"{b:.3f}"]
-            for label, n, g, h, a, b in zip(labels, sizes, r["gradient"]["norms"], r["block_hessian_norm"], wg, wp)]
-    footer = [["Λ_G = Σ_b (‖g_b‖²/‖g‖²) ‖H_bb‖₂", "", "", _fmt(r["lambda"]["lambda_G"], ".3g"), "1", ""],
-              ["Λ_P = Σ_b (P_b/P) ‖H_bb‖₂", f"{int(sizes.sum()):,d}", "", _fmt(r["lambda"]["lambda_P"], ".3g"), "",
-               "1"]]
-    return rows, footer
 
 
 def _write_figures(out: Path, r: dict, divergences) -> None:

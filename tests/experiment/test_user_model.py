@@ -126,7 +126,7 @@ def test_cli_report_on_the_users_model(user_module, tmp_path, capsys):
     assert f"Params: as returned by {user_module}:build." in text
     # a checkpoint replaces the params, and the meta (hence report.md's "Params:" line) says which
     from heterogeneity.experiment import save_params
-    from heterogeneity.experiment._report import _params_line
+    from heterogeneity.experiment._markdown import _params_line
 
     moved = jax.tree.map(lambda x: x + 0.1, module._params())
     ckpt = save_params(tmp_path / "c.npz", moved)
