@@ -21,10 +21,12 @@ Transformers return attention probabilities with ``return_attention=True``.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 from flax import nnx
 
+from heterogeneity._deprecation import REMOVED_IN
 from heterogeneity.models._cnn import CNN, ResNet
 from heterogeneity.models._functional import classification_loss, functional, lm_loss
 from heterogeneity.models._gpt import GPT
@@ -58,7 +60,7 @@ MODELS: dict[str, type[nnx.Module]] = {
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "mlp": {
         # [Zhang24, App. D.3]: 4-layer ReLU MLP on MNIST, hidden widths 300-128-64; vary output_scale c = 1..15.
-        "seed001_mnist": dict(in_features=784, hidden=(300, 128, 64), num_classes=10),
+        "mnist_mlp": dict(in_features=784, hidden=(300, 128, 64), num_classes=10),
     },
     "cnn": {
         "cifar10": dict(in_channels=3, channels=(32, 64, 128), num_classes=10, batch_norm=True),
@@ -70,29 +72,35 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "transformer": {
         # RoBERTa-base shape ([Tomihari25, §4.7, Table 2]: RTE, 2 classes); Post-LN as the pre-trained model.
-        "seed000_roberta_base": dict(vocab_size=50265, max_len=512, d_model=768, num_heads=12, num_layers=12,
+        "roberta_base": dict(vocab_size=50265, max_len=512, d_model=768, num_heads=12, num_layers=12,
                                      d_ff=3072, num_classes=2, norm="post", pool="first"),
     },
     "gpt": {
         # nanoGPT shakespeare_char config ([Tomihari25, App. D.10]; [Zhang24, App. D.1] "GPT2-nano").
-        "seed000_nanogpt": dict(vocab_size=65, max_len=256, d_model=384, num_heads=6, num_layers=6, d_ff=1536),
+        "nanogpt_char": dict(vocab_size=65, max_len=256, d_model=384, num_heads=6, num_layers=6, d_ff=1536),
         # [Zhang24, App. D.2 / Fig. 2]: 2 heads, width 4, MLP width 4, no LayerNorm (num_layers 2, 4 or 8),
         # GPT-2 vocabulary, sequences of 4 tokens.
-        "seed001_tiny_no_ln": dict(vocab_size=50257, max_len=4, d_model=4, num_heads=2, num_layers=2, d_ff=4,
+        "tiny_no_ln": dict(vocab_size=50257, max_len=4, d_model=4, num_heads=2, num_layers=2, d_ff=4,
                                    norm="none"),
         "gpt2_small": dict(vocab_size=50257, max_len=1024, d_model=768, num_heads=12, num_layers=12, d_ff=3072),
     },
     "vit": {
         # ViT-Base/16 shape ([Tomihari25]: Flowers102 with 102 classes; [Zhang24, Fig. 4]: ImageNet).
-        "seed000_vit_base": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, num_heads=12,
+        "vit_base": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, num_heads=12,
                                  num_layers=12, d_ff=3072, num_classes=102),
     },
     "mixer": {
         # Mixer-B/16 ([Zhang24, Fig. 5(b, c)]).
-        "seed001_mixer_b16": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, tokens_hidden=384,
+        "mixer_b16": dict(image_size=224, patch_size=16, in_channels=3, d_model=768, tokens_hidden=384,
                                   channels_hidden=3072, num_layers=12, num_classes=1000),
     },
 }
+
+DEPRECATED_PRESETS = {
+    "seed001_mnist": "mnist_mlp", "seed000_roberta_base": "roberta_base", "seed000_nanogpt": "nanogpt_char",
+    "seed001_tiny_no_ln": "tiny_no_ln", "seed000_vit_base": "vit_base", "seed001_mixer_b16": "mixer_b16",
+}
+"""Old preset names (named after the papers' file numbers), kept for one release."""
 
 
 def build(name: str, *, preset: str | None = None, seed: int = 0, rngs: nnx.Rngs | None = None,
@@ -110,6 +118,10 @@ def build(name: str, *, preset: str | None = None, seed: int = 0, rngs: nnx.Rngs
     cls = MODELS[name]
     cfg: dict[str, Any] = {}
     if preset is not None:
+        if preset in DEPRECATED_PRESETS:
+            warnings.warn(f"preset {preset!r} is deprecated and will be removed in heterogeneity {REMOVED_IN}; use "
+                          f"{DEPRECATED_PRESETS[preset]!r}", DeprecationWarning, stacklevel=2)
+            preset = DEPRECATED_PRESETS[preset]
         if preset not in PRESETS.get(name, {}):
             raise ValueError(f"unknown preset {preset!r} for model {name!r}; available: {sorted(PRESETS.get(name, {}))}")
         cfg.update(PRESETS[name][preset])

@@ -333,6 +333,9 @@ def test_build_registry_and_presets():
     # presets resolve to the published parameter counts (shapes only, nothing allocated)
     count = lambda m: sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
     assert count(nnx.eval_shape(lambda: M.build("resnet", preset="resnet18"))) == 11_173_962  # CIFAR ResNet-18
-    assert count(nnx.eval_shape(lambda: M.build("mlp", preset="seed001_mnist"))) == 784 * 300 + 300 * 128 + 128 * 64 + 64 * 10 + 300 + 128 + 64 + 10
-    small = nnx.eval_shape(lambda: M.build("gpt", preset="seed001_tiny_no_ln", vocab_size=7))  # keys override presets
+    assert count(nnx.eval_shape(lambda: M.build("mlp", preset="mnist_mlp"))) == 784 * 300 + 300 * 128 + 128 * 64 + 64 * 10 + 300 + 128 + 64 + 10
+    small = nnx.eval_shape(lambda: M.build("gpt", preset="tiny_no_ln", vocab_size=7))  # keys override presets
     assert small.embed.embedding.shape == (7, 4) and len(small.layers) == 2 and small.norm == "none"
+    with pytest.warns(DeprecationWarning, match="'tiny_no_ln'"):  # the old preset names work for one release
+        old = nnx.eval_shape(lambda: M.build("gpt", preset="seed001_tiny_no_ln", vocab_size=7))
+    assert old.embed.embedding.shape == (7, 4)
