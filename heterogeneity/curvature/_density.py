@@ -21,7 +21,17 @@ __all__ = ["Density", "density", "spectral_range"]
 
 
 class Density(NamedTuple):
-    """``values[i]`` is the blurred density at ``grid[i]``; ``sigma`` the blur used."""
+    r"""A Gaussian-blurred spectral density from `density` ([Ghorbani19], [Zhang24, Alg. 5, line 8]).
+
+    ``values[i]`` is the blurred density :math:`\phi(t_i)` at ``grid[i]`` = :math:`t_i`.
+
+    Attributes:
+      grid: (G,) evaluation points :math:`t_i`, in eigenvalue units (uniform when built by
+        `density` with ``grid=None``).
+      values: (G,) :math:`\phi(t_i)`, in 1/eigenvalue units (integrates to ≈ 1 over a grid
+        that covers the spectrum ± 3σ).
+      sigma: () the Gaussian blur σ used, in eigenvalue units.
+    """
 
     grid: jax.Array
     values: jax.Array

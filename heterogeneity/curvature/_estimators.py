@@ -40,8 +40,14 @@ __all__ = ["EigenEstimate", "TraceEstimate", "L11Estimate", "top_eigenvalue", "s
 
 
 class TraceEstimate(NamedTuple):
-    """Hutchinson estimate of ``tr H`` and its standard error (std of samples / √n).
-    ``finite`` (bool) is False when some HVP was non-finite (the estimate is then NaN/inf)."""
+    r"""Hutchinson estimate of :math:`\operatorname{tr} H` from `hutchinson_trace` ([Hutchinson89], [Zhang24, App. C.2]).
+
+    Attributes:
+      trace: () :math:`\frac{1}{n} \sum_j z_j^\top H z_j` over n Rademacher probes, in the
+        units of H.
+      stderr: () its standard error, :math:`\operatorname{std}_j(z_j^\top H z_j) / \sqrt n`.
+      finite: () bool, False when some HVP was non-finite (the estimate is then NaN/inf).
+    """
 
     trace: jax.Array
     stderr: jax.Array
@@ -49,8 +55,15 @@ class TraceEstimate(NamedTuple):
 
 
 class L11Estimate(NamedTuple):
-    """``value`` ≈ ‖H‖_{1,1}; ``row_sums`` (shaped like the params) ≈ ``Σ_k |H_ik|`` per row.
-    ``finite`` (bool) is False when some HVP was non-finite (value/row sums not trustworthy)."""
+    r"""Cauchy-sketch estimate of the (1,1)-norm from `l11_norm` ([Xie24, Algorithm 4, Thm D.2]).
+
+    Attributes:
+      value: () :math:`\widehat{\|H\|}_{1,1} = \sum_i \hat r_i`, in the units of H.
+      row_sums: the row ℓ1 norms :math:`\hat r_i \approx \sum_k |H_{ik}|` (median of
+        :math:`|(H v^{(j)})_i|` over the Cauchy probes), a pytree shaped like the params.
+      finite: () bool, False when some HVP was non-finite (value and row sums are then not
+        trustworthy).
+    """
 
     value: jax.Array
     row_sums: PyTree

@@ -51,11 +51,21 @@ _HI = jax.lax.Precision.HIGHEST
 
 
 class LanczosResult(NamedTuple):
-    """``diag`` α (m,), ``offdiag`` β (m−1,), ``residual`` β_{m+1} (the norm of the next
-    residual, for Ritz error bounds), ``size`` the number of valid steps (int32; entries
-    past it are 0), ``basis`` the Lanczos vectors (leading axis m; None unless asked),
-    ``finite`` (bool) False when a non-finite HVP/recurrence value froze the run (see the
-    module docstring; ``residual`` is then that of the last finite step)."""
+    r"""The tridiagonal :math:`T_m = Q_m^\top H Q_m` of m Lanczos steps from `lanczos` ([Lanczos50], [Zhang24, Algorithm 4]).
+
+    Scalars in the recurrence ``dtype`` and the units of H; entries past ``size`` are 0.
+
+    Attributes:
+      diag: (m,) :math:`\alpha_1, \dots, \alpha_m`, the diagonal of :math:`T_m`.
+      offdiag: (m−1,) :math:`\beta_2, \dots, \beta_m`, its off-diagonal (0 after a restart).
+      residual: () :math:`\beta_{m+1}`, the norm of the next residual (for the Ritz error
+        bounds :math:`|\beta_{m+1} s_m|`); after a non-finite fault that of the last finite step.
+      size: () int32, the number of valid steps.
+      basis: the Lanczos vectors :math:`Q_m` (a pytree like ``v0`` with a leading m axis;
+        rows past ``size`` are 0), or None unless ``return_basis=True``.
+      finite: () bool, False when a non-finite HVP or recurrence value froze the run (see the
+        module docstring).
+    """
 
     diag: jax.Array
     offdiag: jax.Array

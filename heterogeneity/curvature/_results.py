@@ -29,10 +29,19 @@ __all__ = ["EigenEstimate", "Blockwise", "BlockwiseSpectrum", "BlockwiseEigenEst
 
 
 class EigenEstimate(NamedTuple):
-    """A Ritz value and the bound ``|β_{m+1} s_m|`` on its residual ``‖Hy − θy‖``
-    (an eigenvalue lies within this distance of ``value``) [Lanczos50]. ``finite`` (bool) is
-    False when a non-finite HVP froze the Lanczos run: ``value``/``error_bound`` then belong
-    to the finite steps before the fault, or are NaN when there were none."""
+    r"""A Ritz value θ and the bound on its residual from a Lanczos run [Lanczos50].
+
+    Returned by `top_eigenvalue` (θ ≤ λ_max, the largest algebraic Ritz value) and
+    `spectral_norm` (the largest |Ritz value|, ≤ ‖H‖₂); values in the units of H.
+
+    Attributes:
+      value: () the Ritz value θ (or its magnitude for `spectral_norm`).
+      error_bound: () :math:`|\beta_{m+1} s_m| = \|H y - \theta y\|_2` for the unit Ritz vector
+        y: an eigenvalue of H lies within this distance of θ.
+      finite: () bool, False when a non-finite HVP froze the Lanczos run: ``value`` and
+        ``error_bound`` then belong to the finite steps before the fault, or are NaN when
+        there were none.
+    """
 
     value: jax.Array
     error_bound: jax.Array

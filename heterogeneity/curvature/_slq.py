@@ -31,14 +31,22 @@ PROBES = ("rademacher", "normal")
 
 
 class Spectrum(NamedTuple):
-    """Gauss quadratures of the probes: ``nodes`` and ``weights`` of shape
-    (num_probes, num_steps); each probe's weights sum to 1 (unused steps: weight 0).
+    r"""Gauss quadratures of the probes, from `slq` ([Ubaru17], [Zhang24, App. C.2, Algorithm 5]).
 
-    ``finite`` (a bool array, or True for a hand-built spectrum): False when a non-finite
-    HVP (NaN/inf in the batch or loss) froze some probe's Lanczos run. That probe's
-    quadrature then covers only its finite steps, or is NaN when its first HVP already was
-    non-finite (see `heterogeneity.curvature.lanczos`). Check it: values are traced, so a
-    jitted call cannot raise on them.
+    Probe l's quadrature :math:`\sum_j \tau^{(l)}_j \delta(t - \theta^{(l)}_j)` approximates the
+    spectral measure :math:`\sum_i (u_l^\top q_i)^2 \delta(t - \lambda_i)` of H seen from the
+    unit probe :math:`u_l` (:math:`q_i` the unit eigenvectors of H); their mean over probes
+    estimates the spectral density (`density`).
+
+    Attributes:
+      nodes: (num_probes, num_steps) Ritz values :math:`\theta^{(l)}_j`, in the units of H.
+      weights: (num_probes, num_steps) weights :math:`\tau^{(l)}_j \ge 0`; each probe's
+        weights sum to 1 (unused steps: weight 0).
+      finite: a bool array, or True for a hand-built spectrum: False when a non-finite HVP
+        (NaN/inf in the batch or loss) froze some probe's Lanczos run. That probe's
+        quadrature then covers only its finite steps, or is NaN when its first HVP already
+        was non-finite (see `heterogeneity.curvature.lanczos`). Check it: values are traced,
+        so a jitted call cannot raise on them.
     """
 
     nodes: jax.Array

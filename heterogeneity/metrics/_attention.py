@@ -33,12 +33,37 @@ __all__ = [
 
 
 class AttentionEntropy(NamedTuple):
+    r"""Attention-entropy ratios of one layer ([Tomihari25, App. F.5, Fig. S.12 (a), (c)]).
+
+    Every entry is a mean (or spread) of the per-row ratio
+    :math:`r_s = \mathcal{H}(A_{s,:}) / \log S` of `attention_entropy_ratio`: dimensionless,
+    in [0, 1] (1 = uniform attention over the S allowed keys, 0 = one-hot). Rows with fewer
+    than two allowed keys (with a ``mask``) are left out of all three.
+
+    Attributes:
+      mean: () mean of :math:`r_s` over samples, heads and query rows (the value plotted
+        per layer in Fig. S.12).
+      std: () population standard deviation (ddof 0) of :math:`r_s` over the same rows (the
+        figure's error bars).
+      per_head: (H,) mean of :math:`r_s` per head, over samples and query rows.
+    """
+
     mean: jax.Array  # () mean entropy ratio over samples, heads and query rows
     std: jax.Array  # () standard deviation over the same rows (Fig. S.12 error bars)
     per_head: jax.Array  # (H,) mean ratio per head
 
 
 class LayerAttentionEntropy(NamedTuple):
+    """`AttentionEntropy` of every layer, stacked on a leading layer axis ([Tomihari25, App. F.5, Fig. S.12]).
+
+    Attributes:
+      mean: (L,) mean entropy ratio per layer (dimensionless, in [0, 1]).
+      std: (L,) its standard deviation over samples, heads and query rows, per layer.
+      per_head: (L, H) mean entropy ratio per layer and head.
+      labels: (L,) layer labels: the dict keys, or ``"0"``, ``"1"``, ... for a list or a
+        stacked array, in input order.
+    """
+
     mean: jax.Array  # (L,)
     std: jax.Array  # (L,)
     per_head: jax.Array  # (L, H)
@@ -46,6 +71,17 @@ class LayerAttentionEntropy(NamedTuple):
 
 
 class QKVRatios(NamedTuple):
+    r"""Per-layer Q/K/V gradient-norm ratios ([Tomihari25, App. F.5, Fig. S.12 (b), (d)]).
+
+    Attributes:
+      ratios: (L, R) :math:`G^{(l)}_p / \sum_{p'} G^{(l)}_{p'}` for layer l (row) and role p
+        (column): dimensionless, every row sums to 1 (an all-zero row stays 0).
+      norms: (L, R) gradient norms :math:`G^{(l)}_p = \|[\nabla L]_{(l, p)}\|_2` of the
+        blocks, in the units of the gradient.
+      layers: (L,) layer labels (the block label before the last ``/``), numeric-aware order.
+      roles: (R,) role names in column order (default ``("query", "key", "value")``).
+    """
+
     ratios: jax.Array  # (L, R) G_p / Σ_p' G_p'  (rows sum to 1)
     norms: jax.Array  # (L, R) gradient norms G_p
     layers: tuple[str, ...]
@@ -54,13 +90,32 @@ class QKVRatios(NamedTuple):
 
 @jax.jit
 def attention_entropy_ratio(probs: jax.Array, *, mask: jax.Array | None = None) -> AttentionEntropy:
-    """Entropy of attention rows relative to the maximum entropy ([Tomihari25, App. F.5]).
+    r"""Entropy of attention rows relative to the maximum entropy [Tomihari25, App. F.5] (Fig. S.12 (a), (c)):
 
-    ``probs``: attention probabilities of shape (..., heads, q, k), rows summing to 1 over
-    k. Without ``mask`` the maximum is log k (the paper's log S). With a boolean ``mask``
-    broadcastable to ``probs`` (True = key allowed, e.g. causal), each row is divided by
-    log(number of allowed keys) and rows with a single allowed key (entropy 0/0) are left
-    out of the statistics.
+    .. math:: \bar r = \frac{1}{HNS} \sum_{h=1}^{H} \sum_{i=1}^{N} \sum_{s=1}^{S}
+              \frac{-\sum_{j=1}^{S} A^{(i,h)}_{s,j} \log A^{(i,h)}_{s,j}}{\log S},
+
+    with :math:`A^{(i,h)}` the attention matrix of head h for sample i and
+    :math:`0 \log 0 = 0`. The paper prints the inner sum without its minus sign; with it the
+    ratio lies in [0, 1] (1 = uniform, 0 = one-hot), as its figure shows.
+
+    Args:
+      probs: attention probabilities of shape (..., H, q, k) (any leading sample axes), each
+        row summing to 1 over the k keys; at least 2 keys without ``mask``.
+      mask: optional boolean array broadcastable to ``probs`` (True = key allowed, e.g.
+        causal). Each row is then divided by :math:`\log` (its number of allowed keys) instead
+        of :math:`\log k`, and rows with a single allowed key (entropy 0/0) are left out of the
+        statistics. Masked-out keys must carry zero probability.
+
+    Returns:
+      `AttentionEntropy`: ``mean`` and ``std`` (), ``per_head`` (H,).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> a = jnp.array([[[0.5, 0.5], [1.0, 0.0]]])   # one head; a uniform row and a one-hot row
+    >>> e = hm.attention_entropy_ratio(a)
+    >>> round(float(e.mean), 4), round(float(e.std), 4), e.per_head.shape
+    (0.5, 0.5, (1,))
     """
     a = jnp.asarray(probs)
     if a.ndim < 3:
@@ -93,10 +148,25 @@ def layerwise_attention_entropy(
     *,
     mask: jax.Array | None = None,
 ) -> LayerAttentionEntropy:
-    """`attention_entropy_ratio` for every layer (Fig. S.12 (a), (c)).
+    r"""`attention_entropy_ratio` of every layer l [Tomihari25, App. F.5] (Fig. S.12 (a), (c)):
 
-    ``probs_by_layer``: dict ``layer -> (..., H, q, k)``, a list of such arrays, or one
-    stacked array (L, ..., H, q, k). ``mask`` (optional) is shared by all layers.
+    .. math:: \bar r^{(l)} = \frac{1}{HNS} \sum_{h,i,s}
+              \frac{-\sum_{j} A^{(i,h,l)}_{s,j} \log A^{(i,h,l)}_{s,j}}{\log S}.
+
+    Args:
+      probs_by_layer: dict ``layer label -> (..., H, q, k)`` probabilities, a list of such
+        arrays, or one stacked array (L, ..., H, q, k).
+      mask: optional key mask shared by all layers (see `attention_entropy_ratio`).
+
+    Returns:
+      `LayerAttentionEntropy`: ``mean``, ``std`` (L,), ``per_head`` (L, H) and ``labels``.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> uniform, one_hot = jnp.full((1, 2, 2), 0.5), jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
+    >>> e = hm.layerwise_attention_entropy({"layers/0": uniform, "layers/1": one_hot})
+    >>> e.labels, [round(float(x), 4) for x in e.mean], e.per_head.shape
+    (('layers/0', 'layers/1'), [1.0, 0.0], (2, 1))
     """
     if isinstance(probs_by_layer, Mapping):
         labels, arrays = tuple(str(k) for k in probs_by_layer), list(probs_by_layer.values())
@@ -120,13 +190,35 @@ def qkv_grad_ratios(
     partition: hp.Partition | None = None,
     roles: Sequence[str] = ("query", "key", "value"),
 ) -> QKVRatios:
-    """Per-layer Q/K/V gradient-norm ratios ``G_p / Σ_{p'} G_p'`` ([Tomihari25, App. F.5, Fig. S.12] (b), (d)).
+    r"""Per-layer Q/K/V gradient-norm ratios [Tomihari25, App. F.5] (Fig. S.12 (b), (d)):
 
-    ``partition`` must label blocks ``"{layer}/{role}"`` (default
-    ``partition.by_role(per_layer=True)``: ``layers/3/query`` holds the query kernel;
-    biases are their own role). Blocks with other roles are ignored; every layer that has
-    one of ``roles`` must have all of them. Pass the full-batch gradient
-    (`full_batch_grad`) to match the paper.
+    .. math:: \frac{G^{(l)}_p}{G^{(l)}_Q + G^{(l)}_K + G^{(l)}_V}, \qquad p \in \{Q, K, V\},
+
+    with :math:`G^{(l)}_p` the (full-batch) gradient norm of the query, key or value weight
+    matrix of layer l. Proposition F.1 of [Tomihari25]: near one-hot attention maximises the
+    bound on the value gradient and minimises the one on the query/key gradients, so these
+    ratios show attention-induced gradient heterogeneity.
+
+    Args:
+      grads: a gradient pytree; pass the full-batch gradient (`full_batch_grad`) to match
+        the paper.
+      partition: must label blocks ``"{layer}/{role}"`` (default
+        ``partition.by_role(per_layer=True)``: ``layers/3/query`` holds the query kernel;
+        biases are their own role). Blocks with other roles are ignored.
+      roles: the role names to compare, at least two and distinct; every layer that has one
+        of them must have all of them.
+
+    Returns:
+      `QKVRatios`: ``ratios`` and ``norms`` (L, R), ``layers`` in numeric-aware order and
+        ``roles``.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> g = {"layers": {"0": {"query": jnp.array([3.0, 4.0]), "key": jnp.array([0.0, 3.0]),
+    ...                       "value": jnp.array([2.0, 0.0])}}}   # G_Q, G_K, G_V = 5, 3, 2
+    >>> r = hm.qkv_grad_ratios(g)
+    >>> r.layers, [round(float(x), 4) for x in r.ratios[0]]
+    (('layers/0',), [0.5, 0.3, 0.2])
     """
     partition = hp.by_role(per_layer=True) if partition is None else partition
     roles = tuple(roles)

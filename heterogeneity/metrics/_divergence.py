@@ -52,6 +52,25 @@ Divergence = Literal["js_distance", "js", "symmetric_kl"]
 
 
 class PairwiseDivergence(NamedTuple):
+    r"""Divergences between the blockwise Hessian spectral densities and their mean JS⁰ ([Zhang24, §2.6, Table 1]).
+
+    B blocks, G grid points; the divergence is the one of the chosen mode (see
+    `spectrum_divergence`): a JS distance in :math:`[0, \sqrt{\ln 2}]` or an unbounded
+    symmetric KL (natural logarithms; dimensionless).
+
+    Attributes:
+      matrix: (B, B) divergence :math:`D(p_b, p_{b'})` between block densities (symmetric,
+        zero diagonal).
+      mean: () :math:`\frac{2}{B(B-1)} \sum_{b < b'} D(p_b, p_{b'})`, JS⁰ of [Zhang24, §2.6].
+      labels: (B,) block labels, in row order.
+      grid: (G,) the shared evaluation grid (eigenvalue units, divided by ``scales`` when
+        scale-normalized).
+      densities: (B, G) Gaussian-blurred densities :math:`p_b` on ``grid`` (unit integral).
+      scales: (B,) eigenvalue scale :math:`s_b` each block was divided by (1 unless
+        ``"scale_normalized"``).
+      sigma: () the Gaussian blur σ used, in the units of ``grid``.
+    """
+
     matrix: jax.Array  # (B, B) divergence between block densities (symmetric, zero diagonal)
     mean: jax.Array  # () mean over pairs i < j: JS⁰ of [Zhang24, §2.6] (in the chosen mode)
     labels: tuple[str, ...]  # block labels, row order

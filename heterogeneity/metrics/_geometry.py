@@ -65,6 +65,23 @@ __all__ = [
 
 
 class LinfGeometry(NamedTuple):
+    r"""ℓ∞-geometry numbers of one (d, d) Hessian H at one point ([Xie24, Table 1, §3.3]).
+
+    All in the units of the Hessian (loss per parameter unit squared) except ``dim`` and
+    ``ratio``; every field is a 0-d array. From `estimate_linf_report` ``l11`` and ``spectral``
+    are estimates (Cauchy sketch and Lanczos), the rest follow from them.
+
+    Attributes:
+      l11: () :math:`\|H\|_{1,1} = \sum_{i,j} |H_{ij}|`, the surrogate upper bound of
+        :math:`H(L, \Phi_{\text{Adam}})`.
+      spectral: () :math:`\|H\|_2 = \max_i |\lambda_i(H)|`.
+      dim: () d, the number of parameters (floating).
+      l11_over_d: () :math:`\|H\|_{1,1} / d`, the (1,1)-norm column of [Xie24, Table 1].
+      d_spectral: () :math:`d\,\|H\|_2 = H(L, \Phi_{\text{AdaSGD}})` at this point.
+      ratio: () :math:`\|H\|_{1,1} / (d\,\|H\|_2)`, dimensionless in :math:`[1/d, \sqrt d]`;
+        below 1 favours Adam over AdaSGD. NaN when H = 0.
+    """
+
     l11: jax.Array  # () ‖H‖_{1,1} = Σ_ij |H_ij|
     spectral: jax.Array  # () ‖H‖₂ = max |eigenvalue|
     dim: jax.Array  # () d
@@ -74,6 +91,22 @@ class LinfGeometry(NamedTuple):
 
 
 class BlockwiseLinfGeometry(NamedTuple):
+    r"""`LinfGeometry` of every diagonal block :math:`H_{bb}` of a partition Φ ([Xie24, Def. 3.9, Table 1]).
+
+    B blocks in partition (or ``block_ids``) order, :math:`d_b` coordinates each; units as in
+    `LinfGeometry`.
+
+    Attributes:
+      l11: (B,) :math:`\|H_{bb}\|_{1,1} = \sum_{i,j \in b} |H_{ij}|`.
+      spectral: (B,) :math:`\|H_{bb}\|_2`.
+      sizes: (B,) :math:`d_b` (floating).
+      l11_over_d: (B,) :math:`\|H_{bb}\|_{1,1} / d_b`.
+      d_spectral: (B,) :math:`d_b \|H_{bb}\|_2`, the block's term of the lower bound
+        :math:`\sum_b d_b \|H_{bb}\|_2` of :math:`H(L, \Phi)`.
+      ratio: (B,) :math:`\|H_{bb}\|_{1,1} / (d_b \|H_{bb}\|_2)` (NaN for a zero block).
+      labels: (B,) block labels.
+    """
+
     l11: jax.Array  # (B,) ‖H_bb‖_{1,1}
     spectral: jax.Array  # (B,) ‖H_bb‖₂
     sizes: jax.Array  # (B,) d_b
@@ -84,6 +117,23 @@ class BlockwiseLinfGeometry(NamedTuple):
 
 
 class PhiSmoothness(NamedTuple):
+    r"""Φ-smoothness :math:`H(L, \Phi)` of [Xie24, Def. 3.9] at given dense Hessian(s), from `phi_smoothness`.
+
+    Host (NumPy float64) values in the units of the Hessian; B blocks with :math:`d_b`
+    coordinates, K the number of Hessians :math:`H^{(k)}` given.
+
+    Attributes:
+      value: float, :math:`\sum_b d_b a_b` of the returned (feasible) ``a``: an upper end of
+        :math:`\min \operatorname{Tr}(A)` over diagonal A following Φ with
+        :math:`-A \preceq H^{(k)} \preceq A` for all k.
+      gap: float, the certified duality gap: the optimum lies in [``value`` − ``gap``, ``value``].
+      a: (B,) the per-block diagonal entries :math:`a_b` of the optimal A.
+      sizes: (B,) :math:`d_b` (float).
+      lower: float, :math:`\sum_b d_b \max_k \|H^{(k)}_{bb}\|_2` (a lower bound of the optimum).
+      upper: float, :math:`\sum_{b,b'} \sqrt{d_b d_{b'}} \max_k \|H^{(k)}_{bb'}\|_2`, the value
+        of a feasible point ([Xie24, Lemma C.3] in block form).
+    """
+
     value: float  # H(L, Φ) at the given Hessian(s): min Σ_b d_b a_b (Definition 3.9)
     gap: float  # certified duality gap: the optimum lies in [value − gap, value]
     a: np.ndarray  # (B,) optimal per-block diagonal a_b
@@ -93,6 +143,17 @@ class PhiSmoothness(NamedTuple):
 
 
 class PhiSmoothnessBounds(NamedTuple):
+    r"""A bracket [``lower``, ``upper``] of the local Φ-smoothness :math:`H(L, \Phi)` ([Xie24, Def. 3.9]).
+
+    Both 0-d arrays in the units of the Hessian; see `phi_smoothness_bounds` for the bounds
+    and `LinfReport` for how each report fills them.
+
+    Attributes:
+      lower: () lower bound, e.g. :math:`\sum_b d_b \|H_{bb}\|_2` (NaN when not estimated).
+      upper: () upper bound, e.g. :math:`\sum_{b,b'} \sqrt{d_b d_{b'}} \|H_{bb'}\|_2` or
+        :math:`\sum_b d_b \max_{i \in b} \sum_j |H_{ij}|` (NaN when neither input was given).
+    """
+
     lower: jax.Array  # () Σ_b d_b ‖H_bb‖₂
     upper: jax.Array  # () upper bound (NaN if neither block_norms nor row_l1 is given)
 
@@ -249,12 +310,39 @@ def phi_smoothness_bounds(
     row_l1: jax.Array | None = None,
     block_ids: np.ndarray | Sequence[int] | None = None,
 ) -> PhiSmoothnessBounds:
-    """Bracket H(L, Φ) at one point from blockwise estimates (see the module docstring).
+    r"""Bracket the local Φ-smoothness H(L, Φ) of [Xie24, Def. 3.9] from blockwise estimates:
 
-    ``diag_block_norms``: (B,) ‖H_bb‖₂ (e.g. blockwise top |eigenvalue| by Lanczos);
-    ``sizes``: (B,) d_b. Upper bound from ``block_norms`` (B, B) = ‖H_bb'‖₂ if given, else
-    from ``row_l1`` (d,) row sums Σ_j |H_ij| with ``block_ids`` (d,). Lower is exact for a
-    block-diagonal Hessian.
+    .. math:: \sum_b d_b \|H_{bb}\|_2 \;\le\; H(L, \Phi)\big|_x \;\le\;
+              \sum_{b,b'} \sqrt{d_b d_{b'}}\, \|H_{bb'}\|_2
+              \quad\text{or}\quad \sum_b d_b \max_{i \in b} \sum_j |H_{ij}|.
+
+    Lower: any dominating A has :math:`a_b \ge \|H_{bb}\|_2` (principal sub-blocks); exact for
+    a block-diagonal Hessian. Upper: the block form of [Xie24, Lemma C.3] (AM–GM on
+    :math:`|\Delta^\top H \Delta| \le \sum_{b,b'} \|H_{bb'}\|_2 \|\Delta_b\|_2 \|\Delta_{b'}\|_2`),
+    or Gershgorin: :math:`\operatorname{diag}(r)` with row sums :math:`r_i = \sum_j |H_{ij}|`
+    dominates H ([Xie24, Algorithm 4] estimates :math:`r_i`). See the module docstring.
+
+    Args:
+      diag_block_norms: (B,) :math:`\|H_{bb}\|_2` (e.g. blockwise top absolute eigenvalue by
+        Lanczos, `blockwise_hessian_norms`); absolute values are taken.
+      sizes: (B,) :math:`d_b`.
+      block_norms: optional (B, B) :math:`\|H_{bb'}\|_2` (e.g. `blockwise_norm_matrix`): the
+        first upper bound.
+      row_l1: optional (d,) row sums :math:`\sum_j |H_{ij}|` (used when ``block_norms`` is not
+        given): the second upper bound.
+      block_ids: (d,) block of every row, 0..B-1; required with ``row_l1``.
+
+    Returns:
+      `PhiSmoothnessBounds` (``upper`` NaN when neither ``block_norms`` nor ``row_l1`` is given).
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm
+    >>> h = jnp.array([[2.0, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]]); ids = [0, 0, 1]
+    >>> m = hm.blockwise_norm_matrix(h, ids)                    # [[2, 0.5], [0.5, 1]]
+    >>> b = hm.phi_smoothness_bounds(jnp.diag(m), jnp.array([2.0, 1.0]), block_norms=m)
+    >>> r = hm.phi_smoothness_bounds(jnp.diag(m), jnp.array([2.0, 1.0]), row_l1=jnp.abs(h).sum(1), block_ids=ids)
+    >>> round(float(b.lower), 4), round(float(b.upper), 4), round(float(r.upper), 4)   # exact: 6.4142
+    (5.0, 6.4142, 6.5)
     """
     n = jnp.abs(jnp.asarray(diag_block_norms))
     s = jnp.asarray(sizes, n.dtype)
@@ -281,6 +369,23 @@ def phi_smoothness_bounds(
 
 
 class LinfReport(NamedTuple):
+    r"""ℓ∞ geometry and Φ-smoothness brackets at one point ([Xie24, Def. 3.9, Table 1, App. D.3]).
+
+    By the refinement property of [Xie24, Def. 3.9],
+    :math:`H(L, \Phi_{\text{Adam}}) \le H(L, \Phi) \le H(L, \Phi_{\text{AdaSGD}}) = d\,\|H\|_2`
+    (pointwise too). `dense_linf_report` fills each bracket with the exact SDP optimum
+    (``lower`` = value − gap, ``upper`` = value); `estimate_linf_report` with estimates (its
+    ``adam.lower`` is NaN).
+
+    Attributes:
+      geometry: `LinfGeometry` of the whole Hessian.
+      blocks: `BlockwiseLinfGeometry` of the partition's diagonal blocks.
+      adam: `PhiSmoothnessBounds` of :math:`H(L, \Phi_{\text{Adam}})` (every coordinate a
+        block; estimated upper end :math:`\|H\|_{1,1}`).
+      blockwise: `PhiSmoothnessBounds` of :math:`H(L, \Phi)` for the given partition.
+      adasgd: `PhiSmoothnessBounds` of :math:`H(L, \Phi_{\text{AdaSGD}}) = d\,\|H\|_2` (one block).
+    """
+
     geometry: LinfGeometry  # whole-Hessian (1,1)-norm / spectral geometry
     blocks: BlockwiseLinfGeometry  # the same per diagonal block of the partition
     adam: PhiSmoothnessBounds  # H(L, Φ_Adam) bracket (exact: lower = value − gap, upper = value)
@@ -306,15 +411,37 @@ def phi_smoothness(
     rtol: float = 1e-9,
     max_newton: int = 200,
 ) -> PhiSmoothness:
-    """Exact Φ-smoothness H(L, Φ) of [Xie24, Definition 3.9] at given dense Hessian(s).
+    r"""Exact Φ-smoothness H(L, Φ) of [Xie24, Def. 3.9] at given dense Hessian(s) :math:`H^{(k)}`:
 
-    Solves ``min Σ_b d_b a_b  s.t.  A ± H_k ⪰ 0 for every k``, A = diag(a_{Φ(i)}), by a
-    log-det barrier interior-point method (Newton with backtracking, float64 NumPy on the
-    host; for small d). ``hessian``: (d, d), or (n, d, d) for points along a trajectory
-    (their common dominating A: a lower bound of the sup over all x). ``partition``:
-    ``"adam"`` (every coordinate a block), ``"adasgd"`` (one block) or (d,) block ids
-    (`Partition.flat_block_ids`). The returned value is certified to within ``gap`` ≤ rtol·value
-    (barrier duality gap 2nd/t). Not jit-able (host solver).
+    .. math:: H(L, \Phi) = \min_{a \in \mathbb{R}^B} \sum_{b=1}^{B} d_b\, a_b
+              \quad\text{s.t.}\quad -A \preceq H^{(k)} \preceq A \ \ \forall k,
+              \qquad A = \operatorname{diag}(a_{\Phi(1)}, \dots, a_{\Phi(d)}),
+
+    i.e. :math:`\min \operatorname{Tr}(A)` over diagonal A that follow Φ and dominate
+    :math:`|H^{(k)}|`. Solved by a log-det barrier interior-point method (Newton with
+    backtracking, float64 NumPy on the host; for small d, not jit-able). One Hessian gives
+    the local value at x, the exact H(L, Φ) for a quadratic; a stack (points along a
+    trajectory) gives their common dominating A, a lower bound of the sup over all x.
+    :math:`\Phi_{\text{Adam}}` gives the smallest and :math:`\Phi_{\text{AdaSGD}}` the
+    largest value (:math:`d\,\|H\|_2`) over all partitions.
+
+    Args:
+      hessian: (d, d), or (n, d, d) for n points (symmetrised; must be finite).
+      partition: ``"adam"`` (every coordinate a block), ``"adasgd"`` (one block) or (d,)
+        block ids 0..B-1 (`Partition.flat_block_ids`).
+      rtol: target relative duality gap: the value is certified to within
+        ``gap`` ≤ rtol·value (barrier duality gap 2nd/t).
+      max_newton: Newton steps per barrier round.
+
+    Returns:
+      `PhiSmoothness` (``value``, ``gap``, the optimal ``a``, ``sizes`` and the ``lower`` /
+        ``upper`` bounds of `phi_smoothness_bounds`). `RuntimeError` if the gap is not reached.
+
+    >>> import numpy as np
+    >>> from heterogeneity import metrics as hm
+    >>> h = np.diag([2.0, 1.0, -1.0])     # Adam Σ|H_ii|, blocks {0, 1}, {2}: 2·2 + 1, AdaSGD 3·2
+    >>> [round(hm.phi_smoothness(h, p).value, 4) for p in ("adam", [0, 0, 1], "adasgd")]
+    [4.0, 5.0, 6.0]
     """
     hs = np.asarray(hessian, dtype=np.float64)
     if hs.ndim == 2:
@@ -399,11 +526,32 @@ def _bracket(res: PhiSmoothness) -> PhiSmoothnessBounds:
 
 
 def dense_linf_report(loss_fn, params: PyTree, batch: PyTree, *, partition: hp.Partition) -> LinfReport:
-    """Exact ℓ∞ geometry and Φ-smoothness at ``params`` from the dense Hessian (small models only).
+    r"""Exact ℓ∞ geometry and Φ-smoothness at ``params`` from the dense Hessian [Xie24, Def. 3.9, Table 1]:
 
-    `curvature.dense_hessian` (float64 if enabled), `linf_geometry`, `blockwise_linf_geometry`
-    and the exact SDP `phi_smoothness` for Φ_Adam, ``partition`` and Φ_AdaSGD. The SDP is a
+    .. math:: \frac{\|H\|_{1,1}}{d},\quad d\,\|H\|_2,\qquad
+              H(L, \Phi_{\text{Adam}}) \le H(L, \Phi) \le H(L, \Phi_{\text{AdaSGD}}) = d\,\|H\|_2,
+
+    at :math:`H = \nabla^2 L(\theta)` (small models only): `curvature.dense_hessian` (float64
+    if enabled), `linf_geometry`, `blockwise_linf_geometry` and the exact SDP `phi_smoothness`
+    for :math:`\Phi_{\text{Adam}}`, ``partition`` and :math:`\Phi_{\text{AdaSGD}}`. The SDP is a
     host solver with B×B Newton systems: meant for d up to a few hundred.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: the point θ.
+      batch: the batch (may be a `curvature.MicroBatched`).
+      partition: the blocks Φ.
+
+    Returns:
+      `LinfReport`; each Φ bracket is [value − gap, value] of the SDP.
+
+    >>> import jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> loss = lambda p, b: jnp.sum(jnp.array([1.0, 0.5]) * p["w"] ** 2) - 0.5 * jnp.sum(p["v"] ** 2)
+    >>> params = {"v": jnp.zeros(1), "w": jnp.zeros(2)}            # H = diag(-1, 2, 1)
+    >>> r = hm.dense_linf_report(loss, params, None, partition=hp.by_leaf(params))
+    >>> [round(float(x.upper), 4) for x in (r.adam, r.blockwise, r.adasgd)], round(float(r.geometry.ratio), 4)
+    ([4.0, 5.0, 6.0], 0.6667)
     """
     h = hc.dense_hessian(loss_fn, params, batch)
     ids, labels = partition.flat_block_ids(params), partition.labels(params)
@@ -443,7 +591,11 @@ def estimate_linf_report(
     num_probes: int = 50,
     num_steps: int = 30,
 ) -> LinfReport:
-    """Matrix-free ℓ∞ geometry and Φ-smoothness brackets at ``params`` ([Xie24, App. D.3]).
+    r"""Matrix-free ℓ∞ geometry and Φ-smoothness brackets at ``params`` [Xie24, App. D.3]:
+
+    .. math:: \widehat{\|H\|}_{1,1} = \sum_i \hat r_i, \quad
+              \hat r_i = \operatorname{median}_{k \le n} |(H v^{(k)})_i|,\ v^{(k)} \sim \text{Cauchy}^d,
+              \qquad \sum_b d_b \|H_{bb}\|_2 \le H(L, \Phi) \le \sum_b d_b \max_{i \in b} \hat r_i.
 
     Estimators (all from `heterogeneity.curvature`, HVPs only):
 
@@ -456,7 +608,31 @@ def estimate_linf_report(
     surrogate; lower not estimated, NaN); ``partition``: lower Σ_b d_b ‖H_bb‖₂ (exact for
     block-diagonal H), upper Σ_b d_b max_{i∈b} r_i; Φ_AdaSGD: d·‖H‖₂ (both ends). The
     brackets are local (at ``params``) and inherit the estimators' randomness: the Cauchy
-    median has relative error ≈ (π/2)/√num_probes per row.
+    median has relative error ≈ (π/2)/√num_probes per row, so with few probes the
+    estimated upper end of the ``partition`` bracket can fall below its lower end (which
+    stays a true lower bound: Ritz values never exceed ‖H_bb‖₂ in magnitude).
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar`` (define it once: a jit cache key).
+      params: the point θ.
+      batch: the batch (may be a `curvature.MicroBatched`).
+      key: PRNG key of the probes.
+      partition: the blocks Φ.
+      num_probes: Cauchy probes n of each (1,1)-norm sketch.
+      num_steps: Lanczos steps of each spectral-norm estimate.
+
+    Returns:
+      `LinfReport` (``adam.lower`` NaN; NaN estimates when an HVP is non-finite). Compiled
+        once per (``loss_fn``, ``partition``, ``num_probes``, ``num_steps``) and shapes.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from heterogeneity import metrics as hm, partition as hp
+    >>> loss = lambda p, b: jnp.sum(jnp.array([1.0, 0.5]) * p["w"] ** 2) - 0.5 * jnp.sum(p["v"] ** 2)
+    >>> params = {"v": jnp.zeros(1), "w": jnp.zeros(2)}            # H = diag(-1, 2, 1)
+    >>> r = hm.estimate_linf_report(loss, params, None, jax.random.key(0), partition=hp.by_leaf(params),
+    ...                             num_probes=5, num_steps=3)
+    >>> round(float(r.blockwise.lower), 4), round(float(r.adasgd.upper), 4), bool(jnp.isnan(r.adam.lower))
+    (5.0, 6.0, True)
     """
     labels = partition.labels(params)
     ids = partition.flat_block_ids(params)

@@ -44,11 +44,33 @@ __all__ = [
 
 
 class FullBatchGradient(NamedTuple):
+    r"""Full-batch loss and gradient from `full_batch_grad` ([Tomihari25, App. C.2]).
+
+    For a `curvature.MicroBatched` batch both are the weighted means over the M
+    micro-batches, :math:`\sum_m w_m (L_m, \nabla L_m)` with :math:`w_m = n_m / \sum n`
+    (or 1/M); otherwise the value and gradient on the one batch.
+
+    Attributes:
+      loss: () the mean loss :math:`L(\theta)`, in the loss's units.
+      grad: the gradient :math:`\nabla L(\theta)`, a pytree shaped like ``params``.
+    """
+
     loss: jax.Array  # () mean loss over micro-batches
     grad: PyTree  # mean gradient over micro-batches
 
 
 class BlockwiseGradNorms(NamedTuple):
+    r"""Block gradient norms from `blockwise_grad_norms` ([Tomihari25, Def. 4.4, App. C.2]).
+
+    B blocks in partition order; norms in the units of the gradient.
+
+    Attributes:
+      norms: (B,) :math:`G_b = \|g_b\|_2`.
+      sq_norms: (B,) :math:`G_b^2 = \|g_b\|_2^2` (the input of `weighted_hessian_norms`).
+      sizes: (B,) block sizes :math:`P_b` (number of parameters, as floats).
+      labels: (B,) block labels.
+    """
+
     norms: jax.Array  # (B,) ‖g_b‖₂
     sq_norms: jax.Array  # (B,) ‖g_b‖₂²
     sizes: jax.Array  # (B,) P_b (float)
@@ -56,6 +78,21 @@ class BlockwiseGradNorms(NamedTuple):
 
 
 class GradientHeterogeneity(NamedTuple):
+    r"""Gradient heterogeneity of one gradient ([Tomihari25, Def. 4.4, App. C.2, D.5]).
+
+    B blocks in partition order after ``exclude``; norms in the units of the gradient.
+
+    Attributes:
+      norms: (B,) block gradient norms :math:`G_b = \|g_b\|_2`.
+      sizes: (B,) block sizes :math:`P_b` (floats).
+      normalized: (B,) :math:`G_b / \sqrt{P_b}` (the RMS gradient entry of the block).
+      shares: (B,) :math:`(G_b/\sqrt{P_b}) / \sum_{b'} G_{b'}/\sqrt{P_{b'}}`, the quantity of
+        [Tomihari25, Fig. 3]: dimensionless, summing to 1 (all 0 for a zero gradient).
+      gini: () `gini` coefficient of ``normalized`` ([Tomihari25, App. D.5, Table S.5]), in
+        [0, (B − 1)/B]; 0 = homogeneous.
+      labels: (B,) block labels.
+    """
+
     norms: jax.Array  # (B,) G_b
     sizes: jax.Array  # (B,) P_b
     normalized: jax.Array  # (B,) G_b / √P_b
@@ -65,6 +102,18 @@ class GradientHeterogeneity(NamedTuple):
 
 
 class LayerRatios(NamedTuple):
+    r"""Layer-wise gradient-norm ratios from `layer_ratios` ([Tomihari25, App. D.5, Table S.6]).
+
+    L layers in numeric-aware order (``layers/2`` before ``layers/10``).
+
+    Attributes:
+      ratios: (L,) :math:`G_l / \sum_{l'} G_{l'}`: dimensionless, summing to 1 (all 0 for a
+        zero gradient).
+      layer_sums: (L,) :math:`G_l = \sum_{\theta \in l} G_\theta / \sqrt{P_\theta}`, the summed
+        normalized norms of the layer's parameter blocks (units of the gradient).
+      labels: (L,) layer labels.
+    """
+
     ratios: jax.Array  # (L,) G_l / Σ G_l'            ([Tomihari25, Table S.6])
     layer_sums: jax.Array  # (L,) G_l = Σ_{θ ∈ l} G_θ / √P_θ
     labels: tuple[str, ...]  # layer labels, numeric-aware order

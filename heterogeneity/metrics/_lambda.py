@@ -43,6 +43,23 @@ __all__ = [
 
 
 class WeightedHessianNorms(NamedTuple):
+    r"""Weighted Hessian norms Λ_G and Λ_P at one point ([Tomihari25, Def. 4.5] without the supremum).
+
+    .. math:: \Lambda_G = \sum_b \frac{\|g_b\|_2^2}{\|g\|_2^2}\, \|H_{bb}\|_2, \qquad
+              \Lambda_P = \sum_b \frac{P_b}{P}\, \|H_{bb}\|_2.
+
+    B blocks; Λ_G, Λ_P and ``hessian_norms`` in the units of the Hessian. With leading
+    batch axes (e.g. (T, B) inputs) every field gains them.
+
+    Attributes:
+      lambda_g: () gradient-weighted Hessian norm :math:`\Lambda_G` (NaN when the gradient
+        is exactly zero).
+      lambda_p: () parameter-weighted Hessian norm :math:`\Lambda_P`.
+      grad_weights: (B,) :math:`\|g_b\|_2^2 / \|g\|_2^2`, summing to 1 (NaN for a zero gradient).
+      size_weights: (B,) :math:`P_b / P`, summing to 1.
+      hessian_norms: (B,) the :math:`\|H_{bb}\|_2` used (absolute values of the input).
+    """
+
     lambda_g: jax.Array  # () gradient-weighted Hessian norm (NaN if the gradient is zero)
     lambda_p: jax.Array  # () parameter-weighted Hessian norm
     grad_weights: jax.Array  # (B,) ‖g_b‖² / ‖g‖²   (sum to 1)
@@ -51,6 +68,22 @@ class WeightedHessianNorms(NamedTuple):
 
 
 class WeightedHessianNormsTrajectory(NamedTuple):
+    r"""Λ_G and Λ_P as maxima over the iterates of a run ([Tomihari25, Def. 4.5, App. D.9, Table S.9]).
+
+    .. math:: \Lambda_G = \max_{t:\, \nabla L(\theta_t) \ne 0} \Lambda_G(\theta_t), \qquad
+              \Lambda_P = \max_t \Lambda_P(\theta_t),
+
+    over T iterates :math:`\theta_0, \dots, \theta_{T-1}`; values in the units of the Hessian.
+
+    Attributes:
+      lambda_g: () :math:`\max_t \Lambda_G(\theta_t)` over iterates with a nonzero gradient
+        (NaN if there is none).
+      lambda_p: () :math:`\max_t \Lambda_P(\theta_t)`.
+      lambda_g_t: (T,) :math:`\Lambda_G(\theta_t)`, NaN where the gradient vanishes.
+      lambda_p_t: (T,) :math:`\Lambda_P(\theta_t)`.
+      argmax_g: () int, the iterate t attaining ``lambda_g`` (0 when every gradient vanishes).
+    """
+
     lambda_g: jax.Array  # () sup_t Λ_G(θ_t) over iterates with nonzero gradient (Table S.9)
     lambda_p: jax.Array  # () sup_t Λ_P(θ_t)
     lambda_g_t: jax.Array  # (T,) Λ_G(θ_t), NaN where the gradient vanishes

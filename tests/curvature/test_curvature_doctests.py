@@ -28,7 +28,8 @@ WITH_EXAMPLES = [name for name in _modules() if _with_examples(name)]
 def test_the_estimator_modules_have_examples():
     for name in ("heterogeneity.curvature._blockwise", "heterogeneity.curvature._estimators",
                  "heterogeneity.curvature._results", "heterogeneity.metrics._divergence",
-                 "heterogeneity.metrics._gradient", "heterogeneity.metrics._lambda", "heterogeneity.metrics._geometry"):
+                 "heterogeneity.metrics._gradient", "heterogeneity.metrics._lambda", "heterogeneity.metrics._geometry",
+                 "heterogeneity.metrics._attention", "heterogeneity.metrics._correlation", "heterogeneity.metrics._logging"):
         assert name in WITH_EXAMPLES, name
 
 
