@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 from flax import nnx
 
@@ -110,7 +110,8 @@ def build(name: str, *, preset: str | None = None, seed: int = 0, rngs: nnx.Rngs
     ``preset`` loads a paper-scale configuration from `PRESETS` (explicit ``config`` keys
     override it). Parameters are initialised from ``rngs`` or ``nnx.Rngs(seed)``, inside one
     `nnx.jit` (a single compiled init program instead of one XLA compilation per parameter
-    shape; same numbers as eager construction up to float rounding). Unknown names, presets or
+    shape, compiled once per model class and config, so new seeds reuse it; same numbers as
+    eager construction up to float rounding). Unknown names, presets or
     config keys raise `ValueError` listing the valid ones.
     """
     if name not in MODELS:
@@ -131,4 +132,30 @@ def build(name: str, *, preset: str | None = None, seed: int = 0, rngs: nnx.Rngs
     if bad:
         raise ValueError(f"unknown config key(s) {bad} for model {name!r}; valid keys: {valid}")
     rngs = rngs if rngs is not None else nnx.Rngs(int(seed))
-    return nnx.jit(lambda r: cls(**cfg, rngs=r))(rngs)
+    return _init_program(cls, cfg)(rngs)
+
+
+_INIT_PROGRAMS: dict[Any, Callable] = {}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+    hash(value)  # TypeError for anything else unhashable
+    return (type(value).__name__, value)  # 1 and 1.0 (and True) stay apart
+
+
+def _init_program(cls: type, cfg: dict[str, Any]) -> Callable:
+    """One jitted initializer per model class and config, so a sweep's runs (new seeds) compile it once."""
+    try:
+        key = (cls, _frozen(cfg))
+    except TypeError:  # an unhashable config value: compile this one afresh
+        return nnx.jit(lambda r: cls(**cfg, rngs=r))
+    if key not in _INIT_PROGRAMS:
+        if len(_INIT_PROGRAMS) >= 64:
+            _INIT_PROGRAMS.clear()
+        kwargs = dict(cfg)
+        _INIT_PROGRAMS[key] = nnx.jit(lambda r: cls(**kwargs, rngs=r))
+    return _INIT_PROGRAMS[key]

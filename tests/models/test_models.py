@@ -339,3 +339,19 @@ def test_build_registry_and_presets():
     with pytest.warns(DeprecationWarning, match="'tiny_no_ln'"):  # the old preset names work for one release
         old = nnx.eval_shape(lambda: M.build("gpt", preset="seed001_tiny_no_ln", vocab_size=7))
     assert old.embed.embedding.shape == (7, 4)
+
+
+def test_build_compiles_one_initializer_per_config():
+    """New seeds reuse the jitted initializer of the same class and config; values still differ by seed."""
+    M._INIT_PROGRAMS.clear()  # the cache is bounded: start below its bound
+    cfg = dict(in_channels=1, channels=[4, 4], num_classes=3)
+    a = M.build("cnn", seed=1, **cfg)
+    n = len(M._INIT_PROGRAMS)
+    b = M.build("cnn", seed=2, **cfg)
+    assert len(M._INIT_PROGRAMS) == n  # a cache hit, no new program
+    M.build("cnn", seed=2, **{**cfg, "channels": (4, 4)})  # a tuple is another config (the model sees its type)
+    assert len(M._INIT_PROGRAMS) == n + 1
+    la, lb = jax.tree.leaves(nnx.state(a, nnx.Param)), jax.tree.leaves(nnx.state(b, nnx.Param))
+    assert any(not np.array_equal(x, y) for x, y in zip(la, lb))
+    c = M.build("cnn", seed=1, **cfg)
+    assert all(np.array_equal(x, y) for x, y in zip(la, jax.tree.leaves(nnx.state(c, nnx.Param))))
