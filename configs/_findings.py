@@ -48,13 +48,16 @@ def done(runs: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in runs.values() if r.get("status") in ("finished", "diverged")]
 
 
-def value(record: Mapping[str, Any], metric: str) -> float:
-    """``record["final"][metric]``; +inf for a diverged run or a non-finite value (lower is better)."""
+def value(record: Mapping[str, Any], metric: str, *, worst: float = math.inf) -> float:
+    """``record["final"][metric]``; ``worst`` for a diverged run or a non-finite value.
+
+    ``worst`` is +inf where lower is better (a loss) and -inf where higher is better (an accuracy).
+    """
     if record.get("status") == "diverged":
-        return math.inf
+        return worst
     x = record.get("final", {}).get(metric)
     x = math.nan if x is None else float(x)
-    return x if math.isfinite(x) else math.inf
+    return x if math.isfinite(x) else worst
 
 
 def median_iqr(values: Iterable[float]) -> tuple[float, float, float]:
@@ -80,16 +83,17 @@ def best_over(runs: Mapping[str, Mapping[str, Any]], by: Sequence[str], metric: 
     """For each value of ``by``: the ``over`` value (learning rate) with the best median ``metric`` over seeds.
 
     Returns ``{by_values: {"lr": best, "median", "q25", "q75", "n": seeds, "grid": sorted values,
-    "edge": best is the grid's smallest or largest value, "values": the seeds' values}}``.
+    "edge": best is the grid's smallest or largest value, "values": the seeds' values}}``. A
+    diverged run is the worst value: +inf, or -inf when higher is better.
     """
+    worst = math.inf if lower_is_better else -math.inf
     out = {}
     for key, recs in groups(runs, list(by)).items():
         per: dict[Any, list[float]] = {}
         for r in recs:
-            per.setdefault(_hashable(r["hparams"].get(over)), []).append(value(r, metric))
+            per.setdefault(_hashable(r["hparams"].get(over)), []).append(value(r, metric, worst=worst))
         sign = 1.0 if lower_is_better else -1.0
-        scored = sorted(per, key=lambda v: (sign * median_iqr(per[v])[0] if per[v] else math.inf,
-                                            str(v)))
+        scored = sorted(per, key=lambda v: (sign * median_iqr(per[v])[0], str(v)))
         best = scored[0]
         grid = sorted(per, key=lambda v: (isinstance(v, str), v))
         med, q25, q75 = median_iqr(per[best])

@@ -1,18 +1,18 @@
 """Run builders shared by the model configs: classifiers on digits / synthetic sequences, char LMs.
 
 A config's ``build(hp)`` calls `classifier_run` or `lm_run`, which read the model and data
-hyperparameters from ``hp`` and return a `RunSpec`. Common protocol (seed 000 App. C.1, seed 003
-App. D.1): the learning rate is tuned on the *training* loss, so every run evaluates the loss on a
+hyperparameters from ``hp`` and return a `RunSpec`. Common protocol ([Tomihari25, App. C.1],
+[Xie24, App. D.1]): the learning rate is tuned on the *training* loss, so every run evaluates the loss on a
 fixed subset of the training data (``eval_train_loss``, the configs' headline metric) besides
 the validation loss / accuracy.
 
 Optimizer hyperparameters beyond the registry's (`make_optimizer`):
 
-* ``clip``: global-norm gradient clipping threshold applied before the optimizer (seed 000
-  App. C.1 clips at 1.0), ``None`` for none;
+* ``clip``: global-norm gradient clipping threshold applied before the optimizer
+  ([Tomihari25, App. C.1] clips at 1.0), ``None`` for none;
 * ``schedule``: the learning-rate multiplier over the run, ``"constant"``, ``"cosine"`` (to 0),
   ``"linear"`` (to 0), or ``"linear_warmup"`` (linear warm-up over ``warmup`` of the steps, then
-  linear decay); seed 000 Fig. 5. It multiplies the optimizer's update, so the learning rate itself
+  linear decay); [Tomihari25, Fig. 5]. It multiplies the optimizer's update, so the learning rate itself
   stays an injected hyperparameter and points that differ only in ``lr`` still batch.
 
 Model hyperparameters: ``model`` ∈ {transformer, vit, mixer, cnn, mlp} for `classifier_run`
@@ -22,6 +22,7 @@ image models), and the GPT sizes for `lm_run`.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Callable
 
 import jax
@@ -73,8 +74,23 @@ def dataset(name: str, seq_len: int = 16, vocab_size: int = 16, num_train: int =
                                     vocab_size=vocab_size)
 
 
+MODEL_KEYS = ("model", "data", "seq_len", "vocab_size", "num_train", "data_seed", "d_model", "num_heads", "num_layers",
+              "norm", "seed", "hidden", "channels", "patch_size", "scale_c")
+
+
 def classifier(hp):
-    """``(apply_fn, params, loss_fn, dataset)`` for the model and data named in ``hp``."""
+    """``(apply_fn, params, loss_fn, dataset)`` for the model and data named in ``hp``.
+
+    Built once per model, data and seed (the ``MODEL_KEYS`` of ``hp``): the points of a sweep that
+    differ only in optimizer or learning rate share the same objects, so programs keyed on
+    ``loss_fn`` compile once. Callers must not mutate what it returns.
+    """
+    return _classifier(json.dumps({k: hp[k] for k in MODEL_KEYS if k in hp}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _classifier(model_json: str):
+    hp = json.loads(model_json)
     name = hp["model"]
     if name == "transformer":
         ds = dataset(hp["data"], int(hp["seq_len"]), int(hp["vocab_size"]), int(hp["num_train"]),

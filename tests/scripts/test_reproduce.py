@@ -119,6 +119,10 @@ def test_findings_helpers():
     assert ("b",) not in best  # a failed run carries no result
     assert "lr=1" in _findings.edge_note(best)
     assert _findings.median_iqr([1.0, 2.0, 3.0]) == (2.0, 1.5, 2.5)
+    # higher is better (an accuracy): a diverged run is the worst, never the best
+    acc = {"0": rec("a", 0.1, 0, 0.9), "1": rec("a", 1.0, 0, 0.0, "diverged"), "2": rec("a", 0.01, 0, 0.5)}
+    top = _findings.best_over(acc, ["optimizer"], "m", lower_is_better=False)[("a",)]
+    assert top["lr"] == 0.1 and top["median"] == 0.9
     assert _findings.fmt(float("inf")) == "diverged" and _findings.fmt(None) == "—" and _findings.fmt(0.012345) == "0.0123"
     with pytest.raises(ValueError, match="verdict"):
         _findings.findings("", "maybe", "")
