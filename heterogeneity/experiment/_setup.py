@@ -167,7 +167,11 @@ def setup(
             ds = source
             net = hmod.build("transformer", vocab_size=16, num_classes=2, norm=norm, seed=seed, **cfg)
         else:
-            ds = hd.load_digits(layout="flat" if model == "mlp" else "image", key=seed)
+            # patch models get standardised pixels: with [0, 1] pixels 27% of the 2x2 patches are blank, their
+            # token is the zero-initialised patch bias, and LayerNorm of a zero vector amplifies it by 1/sqrt(eps)
+            scaling = "standardize" if model in ("vit", "mixer") else "unit"
+            ds = hd.load_digits(layout="flat" if model == "mlp" else "image", scaling=scaling, key=seed)
+            meta["pixels"] = scaling
             extra = {} if model in ("cnn", "mlp", "mixer") else {"norm": norm}
             net = hmod.build(model, num_classes=ds.num_classes, seed=seed, **cfg, **extra)
         apply_fn, params = hmod.functional(net)
