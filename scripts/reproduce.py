@@ -134,7 +134,14 @@ def reproduce(name: str, module, *, scale: str, smoke: bool, out: Path, run: boo
     elif not (out / "runs").is_dir():
         log(f"{name}: no results in {out}; run without --findings-only first")
         return 1
+    from heterogeneity.experiment._config import resolve, run_id
+
+    current = {run_id(module.CONFIG.name, hp) for hp in resolve(module.CONFIG, scale=scale, smoke=smoke)}
     runs = load_runs(out, strict=False)
+    stale = sorted(set(runs) - current)
+    if stale:  # e.g. points of an earlier, since narrowed grid: a fresh run would not have them
+        log(f"{name}: ignoring {len(stale)} result(s) in {out / 'runs'} that are not points of the current grid")
+        runs = {k: v for k, v in runs.items() if k in current}
     summary = read_json(out / "summary.json") if (out / "summary.json").exists() else {}
     counts = summary.get("counts", {})
     facts.update(command=_command(name, scale) + (" --smoke" if smoke else ""), scale=scale, smoke=smoke,

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 
-from heterogeneity.experiment._config import RunSpec, SweepConfig, make_optimizer
+from heterogeneity.experiment._config import RunSpec, SweepConfig, make_optimizer, run_id
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -65,6 +65,14 @@ def test_reproduce_runs_resumes_and_updates(tmp_path, capsys):
     assert rp.reproduce("toy", module, scale="laptop", smoke=False, out=out, run=True, update=False) == 0
     assert "[1/" not in capsys.readouterr().out
     assert json.loads((out / "findings.json").read_text())["wall_s"] == wall
+    # a result that is no point of the current grid (an earlier, wider grid) is ignored, not counted
+    stale = json.loads(next((out / "runs").glob("*.json")).read_text())
+    stale["hparams"]["lr"], stale["final"]["final_loss"] = 0.123, -1.0
+    stale["run_id"] = run_id("toy", stale["hparams"])
+    (out / "runs" / f"{stale['run_id']}.json").write_text(json.dumps(stale))
+    assert rp.reproduce("toy", module, scale="laptop", smoke=False, out=out, run=False, update=False) == 0
+    assert "ignoring 1 result(s)" in capsys.readouterr().out
+    assert json.loads((out / "findings.json").read_text())["numbers"] == found["numbers"]
     # --update: appended once, then replaced in place; the rest of the file is kept
     doc = tmp_path / "EXPERIMENTS.md"
     doc.write_text("# Experiments\n\nintro\n\n<!-- reproduce:index begin -->\n<!-- reproduce:index end -->\n\n"
