@@ -81,7 +81,7 @@ CONFIG = SweepConfig(
     smoke={"hidden": [8], "batch_size": 16, "steps": 3, "eval_every": 3, "log_every": 1, "slq_batch": 16,
            "slq_steps": 4, "slq_probes": 1},
     smoke_grid=[
-        {"scale_c": [3], "optimizer": OPTIMIZERS, "lr": [1e-2], "seed": [0]},
+        {"scale_c": [3], "optimizer": ["adam"], "lr": [1e-2], "seed": [0]},  # one training program: tests stay fast
         {"scale_c": [3], "measure": ["js0"], "steps": [2], "optimizer": ["sgd"], "lr": [0.0], "seed": [0]},
     ],
     metric="final_loss",

@@ -121,7 +121,8 @@ def test_schedules_holds():
     assert f.verdict == "holds", f.reason
     assert f.numbers["sgd_fails"] and f.numbers["signsgd_close"] and f.numbers["signsgd_helped"]
     assert math.isclose(f.numbers["signsgd_gain_over_constant"], 1.01 * (0.3 - 0.06) / math.log(2))
-    assert f.numbers["best_lr"]["signsgd/cosine"] == sc.LRS["signsgd"][1] and f.numbers["lr_on_edge"] == []
+    middle = sc.LRS["signsgd"][len(sc.LRS["signsgd"]) // 2]  # where _records puts the best rate
+    assert f.numbers["best_lr"]["signsgd/cosine"] == middle and f.numbers["lr_on_edge"] == []
     assert "Lin-W" in f.table and "Cos" in f.table
 
 
