@@ -51,7 +51,7 @@ A full-batch gradient, averaged over 4 micro-batches in constant memory, then no
 norms $G_b/\\sqrt{P_b}$, their shares, and the Gini coefficient. The 4 micro-batches have equal
 size, so their averaged gradient must equal the gradient of the whole batch in one shot."""),
     ("code", """fb = hm.full_batch_grad(loss_fn, params, hc.microbatch(batch, 4))
-direct = jax.grad(loss_fn)(params, batch)
+direct = jax.jit(jax.grad(loss_fn))(params, batch)
 grad_err = float(optax.global_norm(jax.tree.map(jnp.subtract, fb.grad, direct)) / optax.global_norm(direct))
 print(f"micro-batched vs one-shot: relative gradient error {grad_err:.1e}, loss {float(fb.loss):.4f} vs {loss0:.4f}")
 # Only float32 summation order differs (measured 3e-7); 1e-4 still catches any wrong weighting.
@@ -70,8 +70,12 @@ for label, share in sorted(zip(gh.labels, shares), key=lambda t: -t[1])[:5]:
     print(f"{share:6.3f}  {label}")"""),
     ("md", """## Blockwise Hessian spectra in one compiled program [Zhang24, App. C.2]
 Stochastic Lanczos quadrature of every diagonal block $H_{bb}$ at once, then the pairwise JS
-distance between their blurred densities and JS⁰, their mean."""),
-    ("code", """slq = jax.jit(lambda prm, b, k: hc.blockwise_slq(loss_fn, prm, b, k, partition=p, num_steps=40, num_probes=1))
+distance between their blurred densities and JS⁰, their mean. `group_by="all"` lets every block
+share one Hessian-vector-product program: on a small model on a CPU, compile time dominates and
+this compiles fastest (the default `"module"`, one pruned program per layer, runs faster on large
+models; BENCHMARKS.md has the trade-off)."""),
+    ("code", """slq = jax.jit(lambda prm, b, k: hc.blockwise_slq(loss_fn, prm, b, k, partition=p, num_steps=40, num_probes=1,
+                                                   group_by="all"))
 spectra = slq(params, batch, jax.random.key(1))
 bounded = hm.spectrum_divergence(spectra, mode="bounded")
 paper = hm.spectrum_divergence(spectra, mode="paper")

@@ -21,6 +21,7 @@ EXPECTED = {  # one per experiment of the four papers (EXPERIMENTS.md)
     "quadratic_cases", "js0_init", "mlp_scale", "pretrained_vs_scratch",
     "sign_methods", "majority_vote", "sign_sensitivity",
     "rotated_quadratic", "rotation_gpt", "rotation_cnn",
+    "advisor_study",  # the study of whether the scores predict the SGD-Adam gap
 }
 
 

@@ -18,7 +18,8 @@ few reStructuredText habits, which Markdown would mangle; this hook adds one Mar
 
 It also adds an Experiments page, including EXPERIMENTS.md, when (and only when) the repo has one:
 pymdownx.snippets runs with ``check_paths: true`` so that a missing REFERENCES.md or BENCHMARKS.md
-fails the build, which rules out a static page for an optional file.
+fails the build, which rules out a static page for an optional file. A root file that links into
+``docs/`` (EXPERIMENTS.md's figures) is copied in with those links made relative to the page.
 """
 from __future__ import annotations
 
@@ -188,5 +189,9 @@ def on_config(config):
 
 def on_files(files, config):
     for page, (_, src) in _present(config).items():
-        files.append(File.generated(config, page, content=f'--8<-- "{src}"\n'))
+        text = (_root(config) / src).read_text(encoding="utf-8")
+        if "](docs/" in text:  # a root file's links into docs/ (its figures), relative to the generated page instead
+            files.append(File.generated(config, page, content=text.replace("](docs/", "](")))
+        else:
+            files.append(File.generated(config, page, content=f'--8<-- "{src}"\n'))
     return files

@@ -1,9 +1,13 @@
-"""The report's verdict: thresholds with their sources, the decision rule, and `interpret`.
+"""The report's verdict: thresholds with their sources, the decision rule, the advisor study's calibration, and `interpret`.
 
 `interpret` reads the headline numbers of a report (Gini, JS⁰ in paper mode, Λ_G/Λ_P, the
 (1,1)-norm ratio, the gradient–Hessian correlation) against `THRESHOLDS` and counts the votes
-for an adaptive optimizer by `DECISION_RULE`. `JS_MODE_NOTES` says what each JS⁰ mode is
-comparable for. report.md states all three.
+for an adaptive optimizer by `DECISION_RULE`: the papers' reading. The advice itself comes from
+the advisor study [AdvisorStudy] when its calibration ships with the package
+(`heterogeneity.experiment._advisor.load_calibration`): the one score and threshold that predicted
+the measured SGD–Adam gap best, with its leave-one-pair-out accuracy and rank-correlation
+interval, or, when no score predicted the gap, no advice at all. `JS_MODE_NOTES` says what each
+JS⁰ mode is comparable for. report.md states all of it.
 """
 from __future__ import annotations
 
@@ -85,8 +89,12 @@ def _verdict(value, low=None, high=None) -> str:
     return "moderate"
 
 
-def interpret(result: dict, blocks: str | None = None) -> dict:
-    """Map the numbers to the papers' conclusions (`DECISION_RULE`, thresholds in `THRESHOLDS`).
+def interpret(result: dict, blocks: str | None = None, calibration: dict | None | str = "shipped") -> dict:
+    """Map the numbers to the papers' conclusions (`DECISION_RULE`, thresholds in `THRESHOLDS`) and to
+    the advice the advisor study supports (`calibrated_advice`).
+
+    ``calibration``: the advisor study's calibration dict; ``"shipped"`` (default) loads the one in
+    the package, ``None`` uses the papers' vote rule alone (``advice`` is then ``paper_advice``).
 
     ``blocks``: the block selection whose Gini and JS⁰ are read from ``result["selections"]``
     (default: ``result["meta"]["blocks"]`` when recorded); without selections, every block's
@@ -119,10 +127,80 @@ def interpret(result: dict, blocks: str | None = None) -> dict:
     votes = sum([findings["gradient_heterogeneity"] == "high", findings["block_heterogeneity"] == "high",
                  findings["lambda_ratio"] == "high", findings["linf_geometry"].endswith("favourable")])
     if votes >= 2:
-        advice = ("heterogeneous landscape: SGD is likely to lag Adam; sign-based (SignSGD (S), Signum, Lion) or "
-                  "blockwise-adaptive methods (Adam, blockwise Adam) are advised")
+        paper_advice = ("heterogeneous landscape: SGD is likely to lag Adam; sign-based (SignSGD (S), Signum, Lion) or "
+                        "blockwise-adaptive methods (Adam, blockwise Adam) are advised")
     elif votes == 1:
-        advice = "mixed evidence: compare SGD with Adam/SignSGD on a short run before committing"
+        paper_advice = "mixed evidence: compare SGD with Adam/SignSGD on a short run before committing"
     else:
-        advice = "homogeneous landscape: SGD with momentum is likely competitive with Adam"
-    return {"findings": findings, "votes_for_adaptive": votes, "advice": advice, "blocks": blocks or "all"}
+        paper_advice = "homogeneous landscape: SGD with momentum is likely competitive with Adam"
+    out = {"findings": findings, "votes_for_adaptive": votes, "paper_advice": paper_advice, "advice": paper_advice,
+           "blocks": blocks or "all"}
+    if isinstance(calibration, str):
+        if calibration != "shipped":
+            raise ValueError(f"calibration must be a dict, None or 'shipped', got {calibration!r}")
+        from heterogeneity.experiment._advisor import load_calibration
+
+        calibration = load_calibration()
+    if calibration is not None:
+        out["calibrated"] = calibrated_advice(result, calibration)
+        out["advice"] = out["calibrated"]["advice"]
+    return out
+
+
+def calibrated_advice(result: dict, calibration: dict) -> dict:
+    """The advice the advisor study supports for this report [AdvisorStudy].
+
+    When the study found a predictive score (``calibration["predictive"]``), its fitted rule
+    "SGD lags when sign·score > sign·threshold" is applied to this report's value of that score,
+    and the advice states the rule's leave-one-pair-out accuracy, its Spearman ρ with the gap and
+    the ρ's 95% bootstrap interval. Otherwise the advice is that no score predicted the gap.
+    """
+    from heterogeneity.experiment._advisor import scores_of
+
+    study = calibration.get("study", {})
+    n = len(calibration.get("pairs", []))
+    best = calibration.get("best")
+    e = calibration.get("per_score", {}).get(best, {}) if best else {}
+    base = calibration.get("baseline_loo_accuracy")
+    paper = calibration.get("paper_rule", {}).get("accuracy")
+    out = {"source": "[AdvisorStudy]", "pairs": n, "date": study.get("date"), "scale": study.get("scale"),
+           "predictive": bool(calibration.get("predictive")), "score": best, "threshold": e.get("threshold"),
+           "sign": e.get("sign"), "spearman": e.get("spearman"), "ci95": e.get("ci95"),
+           "loo_accuracy": e.get("loo_accuracy"), "baseline_loo_accuracy": base, "paper_rule_accuracy": paper,
+           "by_score": {k: {f: v.get(f) for f in ("n", "spearman", "ci95", "threshold", "sign", "loo_accuracy")}
+                        for k, v in calibration.get("per_score", {}).items()}}
+
+    def num(x, spec=".2f"):
+        return format(x, spec) if isinstance(x, (int, float)) else "n/a"
+
+    evidence = (f"in the advisor study over {n} architecture/task pairs, {best} had Spearman ρ {num(e.get('spearman'))} "
+                f"[95% CI {num((e.get('ci95') or [None])[0])}, {num((e.get('ci95') or [None, None])[1])}] with "
+                f"log(L_SGD/L_Adam) and its fitted threshold classified {num(e.get('loo_accuracy'))} of held-out "
+                f"pairs correctly (always guessing the majority: {num(base)}; the papers' vote rule: {num(paper)})")
+    nets = (calibration.get("networks_only") or {}).get("per_score", {}).get(best) if best else None
+    if nets:
+        out["networks_only"] = nets
+        ci = nets.get("ci95") or [None, None]
+        evidence += (f"; over its {nets.get('n')} neural-network pairs alone (no quadratics), ρ {num(nets.get('spearman'))} "
+                     f"[{num(ci[0])}, {num(ci[1])}]" + (": it tells strongly heterogeneous problems from the rest but "
+                                                        "does not reliably rank networks of similar heterogeneity"
+                                                        if isinstance(ci[0], (int, float)) and ci[0] <= 0 else ""))
+    if not out["predictive"]:
+        out.update(value=None, lags=None, advice=(
+            "no advice: no heterogeneity score predicted the SGD–Adam gap in the advisor study (" + evidence
+            + "); compare SGD with momentum and Adam on a short run before committing"))
+        return out
+    value = scores_of(result).get(best)
+    out["value"] = value
+    if not isinstance(value, float) or value != value:
+        out.update(lags=None, advice=f"no advice: this report has no value of {best}, the score the advisor study "
+                                     f"calibrated ({evidence}); compare SGD with Adam on a short run")
+        return out
+    lags = out["sign"] * value > out["sign"] * out["threshold"]
+    rel = ">" if out["sign"] > 0 else "<"
+    rule = f"{best} = {value:.3g} {'' if lags else 'not '}{rel} {out['threshold']:.3g}"
+    out["lags"] = bool(lags)
+    out["advice"] = ((f"heterogeneous landscape: SGD is likely to lag Adam ({rule}; " if lags else
+                      f"homogeneous landscape: SGD with momentum is likely competitive with Adam ({rule}; ")
+                     + evidence + ")")
+    return out

@@ -35,7 +35,7 @@ def _params_line(meta: dict) -> str:
 def _selection_rows(r: dict) -> list[str]:
     """One table row per block selection: its headline numbers and the verdict they give."""
     rows = ["| blocks | blocks used | parameters | Gini | reading | JS⁰ paper | reading | JS⁰ bounded | "
-            "JS⁰ scale-norm. | votes | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "JS⁰ scale-norm. | votes | papers' rule |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     total = r["meta"]["num_blocks"]
     for name, stats in r["selections"].items():
         if "skipped" in stats:
@@ -73,7 +73,7 @@ def _selection_text(r: dict) -> list[str]:
                   f"leaves BatchNorm and LayerNorm out) the Gini goes from {_fmt(a['gini'], '.3f')} "
                   f"({by['all']['findings']['gradient_heterogeneity']}) to {_fmt(w['gini'], '.3f')} "
                   f"({by['weights']['findings']['gradient_heterogeneity']}) and JS⁰ (paper mode) from "
-                  f"{_fmt(a['js']['paper']['js0'])} to {_fmt(w['js']['paper']['js0'])}; the verdict "
+                  f"{_fmt(a['js']['paper']['js0'])} to {_fmt(w['js']['paper']['js0'])}; the papers' vote rule's verdict "
                   + ("is the same." if same else f"changes from \"{by['all']['advice'].split(':')[0]}\" to "
                                                  f"\"{by['weights']['advice'].split(':')[0]}\"."))
     mixed = r["meta"].get("mixed_blocks") or []
@@ -82,6 +82,40 @@ def _selection_text(r: dict) -> list[str]:
                    f"({', '.join(mixed[:5])}{' ...' if len(mixed) > 5 else ''}): a partition that separates them "
                    "(leaf, role) gives a cleaner comparison.")
     return lines + [change, ""] + _selection_rows(r) + [""]
+
+
+def _verdict_lines(v: dict) -> list[str]:
+    """The verdict, and where it comes from: the advisor study's calibration or the papers' vote rule."""
+    votes = f"{v['votes_for_adaptive']} of 4 votes"
+    cal = v.get("calibrated")
+    if cal is None:
+        return [f"**Verdict: {v['advice']}** ({votes}).", ""]
+    return [f"**Verdict: {v['advice']}.**", "",
+            f"The verdict is calibrated by the advisor study [AdvisorStudy] ({cal['pairs']} architecture/task pairs, "
+            f"{cal.get('scale') or '?'} scale, {cal.get('date') or '?'}; EXPERIMENTS.md, section `advisor_study`), which "
+            "measured every score below at initialization and the final-loss gap between tuned SGD with momentum and "
+            f"tuned Adam. The papers' vote rule alone would say: {v['paper_advice']} ({votes}).", "",
+            *_study_table(cal)]
+
+
+def _study_table(cal: dict) -> list[str]:
+    """What the advisor study measured for every score: its rank correlation with the gap, the interval,
+    the rule fitted on the study's pairs and that rule's leave-one-pair-out accuracy."""
+    def num(x, spec=".2f"):
+        return format(x, spec) if isinstance(x, (int, float)) else "n/a"
+
+    rows = ["| score (advisor study) | pairs | Spearman ρ with the gap | 95% CI | fitted rule: SGD lags if | "
+            "leave-one-out accuracy |", "|---|---|---|---|---|---|"]
+    for name, e in cal.get("by_score", {}).items():
+        ci = e.get("ci95") or [None, None]
+        rule = (f"{'>' if e.get('sign', 1) > 0 else '<'} {num(e.get('threshold'), '.3g')}"
+                if isinstance(e.get("threshold"), (int, float)) else "n/a")
+        mark = " (used)" if name == cal.get("score") and cal.get("predictive") else ""
+        rows.append(f"| {name}{mark} | {e.get('n', 'n/a')} | {num(e.get('spearman'))} | [{num(ci[0])}, {num(ci[1])}] | "
+                    f"{rule} | {num(e.get('loo_accuracy'))} |")
+    return rows + ["", f"Always guessing the study's majority class scores {num(cal.get('baseline_loo_accuracy'))} "
+                   f"held out; the papers' vote rule {num(cal.get('paper_rule_accuracy'))}. An interval that "
+                   "contains 0 means the study cannot tell that score from noise.", ""]
 
 
 def render_markdown(r: dict) -> str:
@@ -104,9 +138,8 @@ def render_markdown(r: dict) -> str:
         f"Backend selftest: {r['meta'].get('selftest', 'not checked')}. Every JS number below was recomputed in "
         f"NumPy float64 from the stored spectra (largest relative difference {_largest(r)}).",
         "",
-        f"**Verdict: {r['interpretation']['advice']}** ({r['interpretation']['votes_for_adaptive']} of 4 votes).",
-        "",
-        f"Decision rule: {DECISION_RULE}",
+        *_verdict_lines(r["interpretation"]),
+        f"The papers' decision rule: {DECISION_RULE}",
         "",
         "| diagnostic | value | reading | threshold and source |",
         "|---|---|---|---|",

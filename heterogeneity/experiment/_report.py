@@ -128,7 +128,7 @@ def report(
     batch: PyTree,
     *,
     partition: hp.Partition,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     key: jax.Array | None = None,
     settings: ReportSettings = ReportSettings(),
     attention_fn: Callable[[PyTree, PyTree], jax.Array] | None = None,
@@ -154,11 +154,13 @@ def report(
     report.md shows how the verdict changes; the figures show every block.
     ``meta["params"]`` (e.g. ``"initial (init seed 0)"`` or ``"checkpoint PATH"``) says which
     params these are in report.md.
+    ``out_dir=None`` computes everything and writes nothing (the advisor study's use).
     Returns the dict written to ``report.json``.
     """
     key = jax.random.key(0) if key is None else key
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     k_slq, k_top, k_l11 = jax.random.split(key, 3)
     layout = partition.layout(params)  # validates coverage before any compute
     labels, sizes = layout.labels, np.asarray(layout.sizes)
@@ -277,10 +279,11 @@ def report(
     result = to_jsonable(result)
     result["interpretation"] = interpret(result)
     result["interpretation"]["by_selection"] = {
-        name: interpret(result, blocks=name) for name, stats in result["selections"].items() if "skipped" not in stats}
-    atomic_write_json(out / "report.json", result)
-    _write_figures(out, result, divergences)
-    atomic_write_text(out / "report.md", render_markdown(result))
+        name: interpret(result, blocks=name, calibration=None) for name, stats in result["selections"].items() if "skipped" not in stats}
+    if out is not None:
+        atomic_write_json(out / "report.json", result)
+        _write_figures(out, result, divergences)
+        atomic_write_text(out / "report.md", render_markdown(result))
     return result
 
 

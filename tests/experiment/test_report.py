@@ -145,13 +145,14 @@ def test_report_block_selections_and_what_report_md_states(tmp_path):
     # the verdict reads the weights' numbers; the other selection's reading is kept beside it
     want = interpret(r, blocks="weights")
     assert r["interpretation"]["findings"] == want["findings"] and r["interpretation"]["blocks"] == "weights"
-    assert r["interpretation"]["by_selection"]["all"] == interpret(r, blocks="all")
+    # each selection's row is the papers' vote rule (the calibrated advice reads one fixed score)
+    assert r["interpretation"]["by_selection"]["all"] == interpret(r, blocks="all", calibration=None)
     g = sel["weights"]["gini"]
     expected_reading = "low" if g < 0.45 else "high" if g > 0.8 else "moderate"
     assert want["findings"]["gradient_heterogeneity"] == expected_reading
     text = (tmp_path / "report.md").read_text()
     assert "Params: the initial (init seed 3) parameters, before any training" in text
-    assert f"Decision rule: {DECISION_RULE}" in text and "Two or more votes" in DECISION_RULE
+    assert f"The papers' decision rule: {DECISION_RULE}" in text and "Two or more votes" in DECISION_RULE
     assert "`--blocks weights`: 2 of 4 blocks" in text
     assert f"| weights | 2 of 4 | 54 | {sel['weights']['gini']:.3f} |" in text
     assert f"| all | 4 of 4 | 64 | {sel['all']['gini']:.3f} |" in text
@@ -252,13 +253,13 @@ def _fake(gini, js0, ratio, l11r, rho=0.0):
 
 def test_interpretation_rules_follow_the_papers_thresholds():
     # RoBERTa-like gradients [Tomihari25, Table S.5], ViT-like JS0 [Zhang24, Table 1], Lambda_G > Lambda_P
-    hetero = interpret(_fake(gini=0.94, js0=286.0, ratio=3.0, l11r=0.0116, rho=0.8))
+    hetero = interpret(_fake(gini=0.94, js0=286.0, ratio=3.0, l11r=0.0116, rho=0.8), calibration=None)
     assert hetero["findings"] == {"gradient_heterogeneity": "high", "block_heterogeneity": "high",
                                   "lambda_ratio": "high", "linf_geometry": "strongly favourable",
                                   "grad_hessian_correlation": "strong"}
     assert hetero["votes_for_adaptive"] == 4 and "SGD is likely to lag Adam" in hetero["advice"]
     # ResNet-like (Gini 0.41, JS0 0.1), rotated-quadratic-like geometry (ratio 2.6 in [Xie24, Table 1])
-    homo = interpret(_fake(gini=0.41, js0=0.10, ratio=0.7, l11r=2.6))
+    homo = interpret(_fake(gini=0.41, js0=0.10, ratio=0.7, l11r=2.6), calibration=None)
     assert homo["findings"]["gradient_heterogeneity"] == "low"
     assert homo["findings"]["linf_geometry"] == "neutral"
     assert homo["votes_for_adaptive"] == 0 and "SGD with momentum is likely competitive" in homo["advice"]

@@ -108,14 +108,16 @@ def test_blockwise_slq_86_blocks_matches_dense_eigh(dense):
 @pytest.mark.slow
 def test_blockwise_top_eigenvalue_48_blocks_matches_dense_eigh(dense):
     """The 41 row blocks, the size-1 blocks, and two stage blocks spanning 20 leaves each (a
-    stage partition: 6 groups, so the compile stays short); num_steps ≥ every block size, so the
-    top Ritz value is λ_max(H_bb) up to rounding."""
+    stage partition: 6 groups, so the compile stays short). 60 Lanczos steps (every block runs
+    them all; 250, the largest block size, took twice as long for the same values: worst error
+    3.4e-6·‖H_bb‖₂ at both): the small blocks are exact, and the stage blocks (240 and 250
+    elements) have converged, which the asserted `error_bound` certifies and dense eigh confirms."""
     loss_fn, params, batch = make_deep_mlp()
     part = partition("stage")
     idx = block_indices(params, "stage")
-    steps = max(len(ix) for ix in idx.values())
-    assert len(idx) == 48 and steps > 200
-    tops = jax.jit(lambda p, b, k: hc.blockwise_top_eigenvalue(loss_fn, p, b, k, partition=part, num_steps=steps))(
+    sizes = sorted(len(ix) for ix in idx.values())
+    assert len(idx) == 48 and sizes[-2] > 200 and sizes[-3] <= 60  # two stage blocks larger than the steps
+    tops = jax.jit(lambda p, b, k: hc.blockwise_top_eigenvalue(loss_fn, p, b, k, partition=part, num_steps=60))(
         params, batch, jax.random.key(2))
     assert set(tops.labels) == set(idx) and len(tops) == len(idx)
     for label, ix in idx.items():

@@ -209,6 +209,10 @@ def _quad_spec(path):
 QUAD = library_partition(_quad_spec, "scale_quad")
 QUAD_SHAPES = {"a": (23, 3), "c": (5, 21), "e": (9,), "k": (3, 7, 3), "m": {"w": (4, 5), "b": (5,)},
                "s": (), "t": (11,), "u": (1,)}
+# The same 50 blocks (same splits, size-1 blocks, non-contiguous column blocks, a block spanning two
+# leaves), each smaller: d = 90 instead of 284, for the host SDP of `phi_smoothness` (O(d³) per Newton step).
+QUAD_SHAPES_SMALL = {"a": (23, 1), "c": (3, 7), "e": (9,), "k": (3, 7, 1), "m": {"w": (2, 3), "b": (3,)},
+                     "s": (), "t": (5,), "u": (1,)}
 RANK = 7
 
 
@@ -218,10 +222,10 @@ def quad_loss(params, batch):
     return 0.5 * x @ (batch["A"] @ x) + jnp.sum((batch["U"] @ x) ** 4) / 12
 
 
-def quad_problem(dtype, seed=0):
+def quad_problem(dtype, seed=0, shapes=QUAD_SHAPES):
     """(params, batch, Layout, dense float64 Hessian H, float64 x, A, U); every block has its own scale
     (10^±0.7), H is indefinite."""
-    lay = Layout(_template(QUAD_SHAPES), _quad_spec)
+    lay = Layout(_template(shapes), _quad_spec)
     d = len(lay.ids)
     rng = np.random.default_rng(seed)
     s = (10.0 ** rng.uniform(-0.7, 0.7, size=len(lay.labels)))[lay.ids]
@@ -230,7 +234,7 @@ def quad_problem(dtype, seed=0):
     u = (0.3 * rng.normal(size=(RANK, d)) / np.sqrt(d) * s).astype(np.float32).astype(np.float64)
     x = (0.7 * rng.normal(size=d)).astype(np.float32).astype(np.float64)
     h = a + u.T @ ((u @ x)[:, None] ** 2 * u)
-    params = _unflatten(QUAD_SHAPES, x, dtype)
+    params = _unflatten(shapes, x, dtype)
     batch = {"A": jnp.asarray(a, dtype), "U": jnp.asarray(u, dtype)}
     return params, batch, lay, h, x, a, u
 
@@ -647,13 +651,14 @@ def test_l11_sketch_estimates_the_dense_norms():
 
 # ============================================================================ dense report
 def test_dense_linf_parts_at_50_blocks():
-    """What `dense_linf_report` computes, on the 50-block problem (float64): geometry and blocks as
-    above; the exact SDP brackets: Φ_AdaSGD = d‖H‖₂ (closed form) and the partition's Φ (B = 50) between
-    the independent bounds Σ_b d_b ‖H_bb‖₂ ≤ H(L, Φ) ≤ min(Σ_bb' √(d_b d_b') ‖H_bb'‖₂, Σ_b d_b max_{i∈b} Σ_j |H_ij|).
-    Φ_Adam (B = d = 284, a d×d Newton system per barrier step) is checked on smaller problems in
+    """What `dense_linf_report` computes, on the 50-block problem with smaller blocks (`QUAD_SHAPES_SMALL`,
+    d = 90: the host SDP costs O(d³) per Newton step), float64: geometry and blocks as above; the exact SDP
+    brackets: Φ_AdaSGD = d‖H‖₂ (closed form) and the partition's Φ (B = 50) between the independent bounds
+    Σ_b d_b ‖H_bb‖₂ ≤ H(L, Φ) ≤ min(Σ_bb' √(d_b d_b') ‖H_bb'‖₂, Σ_b d_b max_{i∈b} Σ_j |H_ij|).
+    Φ_Adam (B = d, a d×d Newton system per barrier step) is checked on smaller problems in
     tests/metrics/test_geometry.py; the report's assembly of the parts is checked there too."""
     with jax.enable_x64(True):
-        params, batch, lay, h, *_ = quad_problem(jnp.float64)
+        params, batch, lay, h, *_ = quad_problem(jnp.float64, shapes=QUAD_SHAPES_SMALL)
         hj = hc.dense_hessian(quad_loss, params, batch)
         geometry = hm.linf_geometry(hj)
         blocks = hm.blockwise_linf_geometry(hj, QUAD.flat_block_ids(params), labels=QUAD.labels(params))
@@ -671,7 +676,7 @@ def test_dense_linf_parts_at_50_blocks():
     lo, up = float(res.value - res.gap), float(res.value)
     assert 0 <= up - lo <= 1e-8 * up
     nb = lay.ids.max() + 1
-    assert nb == 50
+    assert nb == 50 and d == 90 and set(lay.sizes) == {1, 3, 5, 9}
     sizes = np.bincount(lay.ids)
     norms = ref_block_norm_matrix(h, lay.ids)
     lower = np.sum(sizes * np.diag(norms))
