@@ -62,7 +62,7 @@ ENCODER = {"run": "classifier", "model": "transformer", "data": "order", "seq_le
            "steps": 300, "score_batch": 64}
 ENCODER_GPU = {"seq_len": 64, "vocab_size": 32, "num_train": 32768, "d_model": 256, "num_heads": 8, "num_layers": 12,
                "batch_size": 64, "steps": 5000, "score_batch": 512}
-QUAD = {"run": "quadratic", "steps": 500, "x64": True, "lrs": {
+QUAD = {"run": "quadratic", "steps": 500, "lrs": {
     "sgd": [1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 6e-4, 7e-4, 7.5e-4, 8e-4],  # heavy ball (β = 0.9) is stable below 2(1+β)/L = 7.6e-4
     "adam": lr_grid(-3, 1)}, "gpu": {"steps": 5000}}  # 1e-3 ... 10 (constant-rate Adam oscillates: big rates can win)
 
@@ -186,14 +186,17 @@ def build(hp) -> RunSpec:
 
 
 def _grid(pairs, seeds) -> list[dict[str, list]]:
+    """Per pair: SGD (momentum 0.9) and Adam on their grids, and the scores; the quadratics run in float64
+    (``x64`` is a grid key: the sweep enables it around build, training and summary)."""
     grid = []
     for name in pairs:
         lrs = PAIRS[name]["lrs"]
+        x64 = {"x64": [True]} if PAIRS[name]["run"] == "quadratic" else {}
         grid += [{"pair": [name], "measure": ["train"], "optimizer": ["sgd"], "opt.momentum": [0.9],
-                  "lr": list(lrs["sgd"]), "seed": list(seeds)},
+                  "lr": list(lrs["sgd"]), "seed": list(seeds), **x64},
                  {"pair": [name], "measure": ["train"], "optimizer": ["adam"], "lr": list(lrs["adam"]),
-                  "seed": list(seeds)},
-                 {"pair": [name], "measure": ["scores"], "optimizer": ["sgd"], "lr": [0.0], "seed": list(seeds)}]
+                  "seed": list(seeds), **x64},
+                 {"pair": [name], "measure": ["scores"], "optimizer": ["sgd"], "lr": [0.0], "seed": list(seeds), **x64}]
     return grid
 
 
@@ -205,9 +208,10 @@ CONFIG = SweepConfig(
     grid=_grid(PAIRS, SEEDS),
     scales={"laptop": {}, "gpu": {"size": "gpu"}},
     smoke={"steps": 3},
-    smoke_grid=[{"pair": ["quadratic_case3"], "measure": ["train"], "optimizer": ["adam"], "lr": [0.1], "seed": [0]},
+    smoke_grid=[{"pair": ["quadratic_case3"], "measure": ["train"], "optimizer": ["adam"], "lr": [0.1], "seed": [0],
+                 "x64": [True]},
                 {"pair": ["quadratic_case3"], "measure": ["scores"], "optimizer": ["sgd"], "lr": [0.0],
-                 "seed": [0]}],
+                 "seed": [0], "x64": [True]}],
     metric="final_loss",
 )
 
