@@ -173,11 +173,13 @@ def test_report_is_staged_and_moved_into_place(tmp_path, monkeypatch, capsys):
 
 def _interrupt_report(cwd, out, *extra, wait_for):
     """Start ``heterogeneity report --quick``, SIGINT it once its staging folder exists, return (rc, stderr)."""
-    # SIGINT restored to its default in the child: a suite started in the background (`cmd &` in a script) ignores
-    # SIGINT, the child would inherit that, and Python then never raises KeyboardInterrupt
-    proc = subprocess.Popen([sys.executable, "-m", "heterogeneity.cli", "report", "--quick", "--out", str(out),
-                             *extra], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # The child restores Python's SIGINT handler first: a suite started in the background (`cmd &` in a script)
+    # ignores SIGINT, a child inherits that, and Python then never raises KeyboardInterrupt. (Done in the child's
+    # own code, not with preexec_fn, which forks the multithreaded JAX process.)
+    restore = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "sys.argv[0] = 'heterogeneity'; runpy.run_module('heterogeneity.cli', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", restore, "report", "--quick", "--out", str(out), *extra], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not glob.glob(wait_for) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
